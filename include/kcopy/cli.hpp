@@ -1,0 +1,31 @@
+#pragma once
+// The command line (CLI11): options and regions, reconciled into one Options.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace kcopy {
+
+/// Everything the command line says, checked for form (not against devices).
+struct Options {
+  std::vector<std::string> regions;  ///< SOURCE then DESTs, as typed
+  std::uint64_t pages = 4096;        ///< --pages: 4 KiB pages in the page pool
+  std::uint64_t io_size = 1 << 20;   ///< --io-size, in bytes (a multiple of 512)
+  bool buffered = false;             ///< --buffered: no O_DIRECT
+  bool no_flush = false;             ///< --no-flush
+  bool force = false;                ///< -f/--force: no O_EXCL on block devices
+  int verbosity = 0;                 ///< -v count minus -q count
+};
+
+/// Parses argv. Returns the options, or an exit status when the run ends here:
+/// 0 after printing --help or --version, 128 after printing one line
+/// "kcopy: <what is wrong>" on stderr. Never throws.
+struct ParsedCommandLine {
+  std::optional<Options> options;
+  int exit_status = 0;
+};
+ParsedCommandLine parse_command_line(int argc, char** argv);
+
+}  // namespace kcopy

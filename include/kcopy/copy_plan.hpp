@@ -1,0 +1,42 @@
+#pragma once
+// Turns the regions the user typed into checked sector ranges on opened devices:
+// every default filled in, every rule of the contract checked, before any write.
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kcopy/device.hpp"
+#include "kcopy/kcopyd.hpp"
+#include "kcopy/region.hpp"
+
+namespace kcopy {
+
+/// What the plan needs to know of one opened endpoint.
+struct EndpointInfo {
+  std::string role;           ///< "source", "destination 2": for messages
+  std::string path;
+  std::uint64_t size_bytes = 0;
+  bool growable = false;      ///< a regular file: a destination may extend it
+  DeviceIdentity identity;
+};
+
+/// The checked copy: endpoint 0 is the source, endpoint i the i-th destination.
+struct CopyPlan {
+  IoRegion from;
+  std::vector<IoRegion> dests;
+};
+
+/// Fills in the defaults (source: sector 0, up to the end; destination: sector 0,
+/// the source's count) and checks, in sectors: ranges inside the source and every
+/// block-device destination, destination counts equal to the source's, 1 to 6
+/// destinations, no two destinations overlapping, no destination overlapping the
+/// source on the same device. A source whose size is not whole sectors ends at its
+/// last whole sector.
+///
+/// `args[i]` goes with `endpoints[i]`. Pure: throws kcopy::Error, naming the region
+/// and what is wrong, and touches nothing.
+CopyPlan plan_copy(std::span<const RegionArg> args, std::span<const EndpointInfo> endpoints);
+
+}  // namespace kcopy

@@ -1,0 +1,105 @@
+#pragma once
+// The device layer: one opened endpoint (block device or regular file) with its
+// size, logical block size and identity. The `struct block_device` of a dm_io_region.
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "kcopy/file_desc.hpp"
+
+namespace kcopy {
+
+/// How to open a device.
+struct OpenOptions {
+  bool write = false;     ///< destination: open write-only (files: O_CREAT)
+  bool buffered = false;  ///< --buffered: never use O_DIRECT
+  bool exclusive = true;  ///< block-device destinations: O_EXCL (--force clears it)
+};
+
+/// What makes two devices the same: st_rdev for block devices,
+/// st_dev + st_ino for regular files.
+struct DeviceIdentity {
+  bool is_block = false;
+  dev_t dev = 0;
+  ino_t ino = 0;
+  bool operator==(const DeviceIdentity&) const = default;
+};
+
+/// The descriptors the file backends need of one Device (borrowed: the Device
+/// must outlive every backend that holds its FdEndpoint).
+struct FdEndpoint {
+  int direct_fd = -1;           ///< for requests aligned to `alignment`
+  int buffered_fd = -1;         ///< for the rest (same file, page cache)
+  std::uint32_t alignment = 1;  ///< bytes; 1 when direct_fd is not O_DIRECT
+
+  /// The descriptor for a transfer of `buffer` at byte `offset`: direct I/O needs
+  /// offset, length and memory aligned to the logical block size, so the
+  /// unaligned head or tail of a range goes through the page cache.
+  int fd_for(std::uint64_t offset, std::span<const std::byte> buffer) const {
+    const bool aligned = offset % alignment == 0 && buffer.size() % alignment == 0 &&
+                         reinterpret_cast<std::uintptr_t>(buffer.data()) % alignment == 0;
+    return aligned ? direct_fd : buffered_fd;
+  }
+};
+
+/// One opened block device or regular file. Move-only; owns its descriptors.
+///
+/// Two descriptors: `direct_fd()` (O_DIRECT unless refused or --buffered) for
+/// requests aligned to `alignment()`, and `buffered_fd()` (the page cache) for the
+/// unaligned head or tail of a range. Both name the same file.
+class Device {
+ public:
+  /// Opens `path` as `options` says. Source: O_RDONLY. Destination: O_WRONLY
+  /// (plus O_EXCL for block devices unless !exclusive; a missing file is created,
+  /// and created() says so, so that a later setup error can remove it).
+  /// Where O_DIRECT is refused (tmpfs: EINVAL), falls back to buffered I/O and
+  /// sets `direct_refused()` so the caller can print a one-line notice.
+  /// Throws kcopy::Error naming `role` and `path`: missing, a directory, a
+  /// character device or other non-block non-regular file, permission denied,
+  /// read-only, in use (EBUSY, with a hint about --force).
+  static Device open(const std::string& path, const std::string& role, const OpenOptions& options);
+
+  const std::string& path() const { return path_; }
+  /// Size in bytes (BLKGETSIZE64 or st_size).
+  std::uint64_t size_bytes() const { return size_bytes_; }
+  /// Logical block size in bytes (BLKSSZGET; for files, statx STATX_DIOALIGN's
+  /// offset alignment, or 512); the O_DIRECT alignment of offsets and lengths.
+  /// 1 when the device is opened without O_DIRECT.
+  std::uint32_t alignment() const { return alignment_; }
+  /// The logical block size (BLKSSZGET, or 512 for files), whatever the mode.
+  std::uint32_t logical_block_size() const { return logical_block_size_; }
+  bool is_block() const { return identity_.is_block; }
+  bool is_direct() const { return direct_; }
+  bool direct_refused() const { return direct_refused_; }
+  /// A regular-file destination that did not exist and was created by open().
+  bool created() const { return created_; }
+  const DeviceIdentity& identity() const { return identity_; }
+
+  int direct_fd() const { return direct_fd_.get(); }
+  /// The page-cache descriptor; the direct one when the device is not O_DIRECT.
+  int buffered_fd() const { return buffered_fd_ ? buffered_fd_.get() : direct_fd_.get(); }
+  FdEndpoint endpoint() const { return {direct_fd(), buffered_fd(), alignment_}; }
+
+  /// Grows a regular file to at least `bytes` (ftruncate); no-op for block
+  /// devices and for files already that large. Throws kcopy::Error.
+  void grow_to(std::uint64_t bytes);
+
+ private:
+  std::string path_;
+  std::string role_;
+  FileDesc direct_fd_;
+  FileDesc buffered_fd_;
+  std::uint64_t size_bytes_ = 0;
+  std::uint32_t alignment_ = 1;
+  std::uint32_t logical_block_size_ = 512;
+  bool direct_ = false;
+  bool direct_refused_ = false;
+  bool created_ = false;
+  DeviceIdentity identity_;
+};
+
+}  // namespace kcopy

@@ -1,0 +1,129 @@
+#pragma once
+// The kcopyd client: asynchronous copies of a region to up to six regions through
+// a bounded page pool (dm_kcopyd_client_create / dm_kcopyd_copy / dm_kcopyd_client_destroy).
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <thread>
+#include <vector>
+
+#include "kcopy/io_backend.hpp"
+#include "kcopy/page_pool.hpp"
+#include "kcopy/units.hpp"
+
+namespace kcopy {
+
+/// A range of sectors on one endpoint (struct dm_io_region: bdev, sector, count).
+/// `endpoint` indexes the client's IoBackend; sector and count are 512-byte sectors.
+struct IoRegion {
+  unsigned endpoint = 0;
+  std::uint64_t sector = 0;
+  std::uint64_t count = 0;
+};
+
+/// Job flags (the DM_KCOPYD_* flags of dm_kcopyd_copy).
+enum CopyFlag : unsigned {
+  copy_ignore_errors = 1u << 0,  ///< DM_KCOPYD_IGNORE_ERROR: go on past errors
+  copy_no_flush = 1u << 2,       ///< skip the final fdatasync of each destination
+};
+
+/// A range of sectors that failed, on the endpoint it names.
+struct ErrorRange {
+  std::uint64_t sector = 0;  ///< first failed sector, on that endpoint
+  std::uint64_t count = 0;   ///< sectors
+  int error = 0;             ///< positive errno
+};
+
+/// What a finished job hands to its notify function (dm_kcopyd_notify_fn's
+/// read_err and write_err, with the details a user needs).
+struct JobResult {
+  bool read_err = false;          ///< the source had a read error
+  unsigned long write_err = 0;    ///< bit i: destination i had a write or flush error
+  bool stopped = false;           ///< stop() cut the job short
+  ErrorRange read_error;          ///< the first failed source range (if read_err)
+  std::array<ErrorRange, max_destinations> write_error{};  ///< first failed range each
+  std::array<int, max_destinations> flush_error{};          ///< positive errno, or 0
+  std::array<std::uint64_t, max_destinations> sectors_written{};  ///< completed, each
+  std::uint64_t sectors_total = 0;  ///< the job's size
+};
+
+/// Called once per job, on the client's I/O thread, when the job has ended.
+using NotifyFn = std::function<void(const JobResult&)>;
+
+/// Client settings (kcopyd_client_create's num_pages, and the sub-job size).
+struct ClientConfig {
+  std::uint64_t pages = 4096;           ///< 4 KiB pages of the page pool
+  std::uint64_t io_size = 1024 * 1024;  ///< bytes per sub-job (a multiple of 512)
+};
+
+/// A kcopyd client: owns the page pool, the sub-jobs and one I/O thread that runs
+/// every job of the client, one job at a time, in the order they were queued.
+///
+/// Inside a job: reads of sub-jobs are issued while the pool has buffers (the pool
+/// bounds the queue depth); a completed read is written to every live destination
+/// from the same buffer in one submit; the buffer returns to the pool when its last
+/// write completes. A read error stops new sub-jobs (I/O in flight drains); a write
+/// error drops that destination and the others go on; with copy_ignore_errors
+/// neither stops the job. Short transfers continue where they stopped. At the end
+/// every destination is flushed unless copy_no_flush.
+class KcopydClient {
+ public:
+  /// kcopyd_client_create: allocates the page pool (`pages` pages in buffers of
+  /// `io_size` bytes) and every sub-job up front, and starts the I/O thread.
+  /// Takes ownership of the backend. Throws kcopy::Error on bad sizes or no memory.
+  KcopydClient(std::unique_ptr<IoBackend> backend, const ClientConfig& config);
+  /// dm_kcopyd_client_destroy: waits for every queued job to end, then stops the
+  /// I/O thread.
+  ~KcopydClient();
+  KcopydClient(const KcopydClient&) = delete;
+  KcopydClient& operator=(const KcopydClient&) = delete;
+
+  /// dm_kcopyd_copy: queues a copy of `from` to every region of `dests` (1 to 6,
+  /// the same count as `from`) and returns at once; `notify` runs when it ends.
+  /// Throws kcopy::Error for a count mismatch or a bad number of destinations.
+  void copy(const IoRegion& from, std::span<const IoRegion> dests, unsigned flags, NotifyFn notify);
+
+  /// Stops every job: no new sub-job starts, I/O in flight drains, destinations
+  /// are flushed, and the jobs end with `stopped`. Async-signal-safe.
+  void stop() { stop_requested_.store(true, std::memory_order_relaxed); }
+
+  /// Sectors copied to every live destination so far, over all jobs (for progress).
+  std::uint64_t sectors_done() const { return sectors_done_.load(std::memory_order_relaxed); }
+
+ private:
+  struct Job;
+  struct SubJob;
+
+  void run();
+  void run_job(Job& job);
+  void start_sub_jobs(Job& job);
+  void on_complete(IoRequest& req);
+  void on_read_done(SubJob& sj);
+  void end_sub_job(SubJob& sj);
+  void finish(Job& job);
+
+  std::unique_ptr<IoBackend> backend_;
+  std::uint64_t io_size_;
+  PagePool pool_;
+  std::vector<SubJob> sub_jobs_;
+  std::vector<SubJob*> free_sub_jobs_;
+  std::vector<IoRequest*> batch_;        // requests gathered for one submit
+  std::vector<IoRequest*> completions_;  // reap() output
+
+  std::mutex mutex_;
+  std::condition_variable queued_;
+  std::deque<std::unique_ptr<Job>> jobs_;
+  bool closing_ = false;
+  std::atomic<bool> stop_requested_{false};
+  std::atomic<std::uint64_t> sectors_done_{0};
+  std::thread io_thread_;  // last: starts after everything above exists
+};
+
+}  // namespace kcopy

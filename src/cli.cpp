@@ -1,0 +1,69 @@
+#include "kcopy/cli.hpp"
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "kcopy/error.hpp"
+#include "kcopy/region.hpp"
+#include "kcopy/units.hpp"
+#include "kcopy/version.hpp"
+
+namespace kcopy {
+
+ParsedCommandLine parse_command_line(int argc, char** argv) {
+  Options opt;
+  std::string io_size = "1M";
+  int verbose = 0;
+  int quiet = 0;
+
+  CLI::App app{
+      "kcopy: copy a range of 512-byte sectors from one block device or image file to up to six others,\n"
+      "asynchronously with O_DIRECT and libaio, through a bounded page pool (a userspace dm-kcopyd).\n"
+      "REGION := PATH[:SECTOR[:COUNT]], in 512-byte sectors; decimal or 0x hex; suffixes\n"
+      "s, K/KiB, M/MiB, G/GiB, T/TiB make a byte size. Exit status: 0 all copied; bit i-1 set if\n"
+      "destination i failed; +64 source read error; 128 nothing copied (bad arguments, device\n"
+      "errors); 128+N stopped by signal N. See kcopy(1).",
+      "kcopy"};
+  app.add_option("regions", opt.regions, "SOURCE then 1 to 6 DESTs, each PATH[:SECTOR[:COUNT]]")
+      ->required()
+      ->expected(2, 1 + max_destinations)
+      ->type_name("REGION");
+  app.add_option("--pages", opt.pages, "4 KiB pages set aside for data in flight (default 4096 = 16 MiB)")
+      ->type_name("N")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--io-size", io_size, "size of one sub-job, e.g. 512K, 1M, 2048s (default 1M)")->type_name("SIZE");
+  app.add_flag("--buffered", opt.buffered, "do not use O_DIRECT (go through the page cache)");
+  app.add_flag("--no-flush", opt.no_flush, "skip the final fdatasync of each destination");
+  app.add_flag("-f,--force", opt.force, "write to a block device even when it is in use (no O_EXCL)");
+  app.add_flag("-v,--verbose", verbose, "say more (repeat for more)");
+  app.add_flag("-q,--quiet", quiet, "print errors only");
+  app.set_version_flag("--version", std::string("kcopy ") + version);
+
+  try {
+    app.parse(argc, argv);
+    opt.io_size = parse_bytes(io_size, "--io-size");
+    if (opt.io_size == 0 || opt.io_size % sector_size != 0)
+      throw Error("--io-size '" + io_size + "' is not a positive whole number of 512-byte sectors");
+  } catch (const CLI::CallForHelp&) {
+    std::cout << app.help();
+    return {std::nullopt, 0};
+  } catch (const CLI::CallForVersion&) {
+    std::cout << app.version() << "\n";
+    return {std::nullopt, 0};
+  } catch (const CLI::ArgumentMismatch& e) {
+    std::cerr << "kcopy: " << (opt.regions.size() > 1 ? "at most 6 destinations (one exit-status bit each)"
+                                                     : "need a SOURCE and at least one DEST (see --help)")
+              << "\n";
+    return {std::nullopt, 128};
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "kcopy: " << e.what() << " (see --help)\n";
+    return {std::nullopt, 128};
+  } catch (const Error& e) {
+    std::cerr << "kcopy: " << e.what() << "\n";
+    return {std::nullopt, 128};
+  }
+  opt.verbosity = verbose - quiet;
+  return {std::move(opt), 0};
+}
+
+}  // namespace kcopy

@@ -1,0 +1,141 @@
+#include "kcopy/copy_command.hpp"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <spdlog/spdlog.h>
+
+#include "kcopy/aio_backend.hpp"
+#include "kcopy/copy_plan.hpp"
+#include "kcopy/device.hpp"
+#include "kcopy/error.hpp"
+#include "kcopy/kcopyd.hpp"
+#include "kcopy/region.hpp"
+#include "kcopy/report.hpp"
+#include "kcopy/sync_backend.hpp"
+
+namespace kcopy {
+namespace {
+
+std::string role_of(std::size_t i) { return i == 0 ? "source" : "destination " + std::to_string(i); }
+
+// Removes the destination files this run created when setup fails, so that a
+// refused command leaves nothing behind.
+struct CreatedFiles {
+  std::vector<std::string> paths;
+  bool keep = false;
+  ~CreatedFiles() {
+    if (!keep)
+      for (const auto& p : paths) ::unlink(p.c_str());
+  }
+};
+
+// SIGINT and SIGTERM arrive on a signalfd, read by the waiting thread. They are
+// blocked before the I/O thread starts, so it inherits the mask and is never
+// interrupted by them.
+FileDesc block_stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  if (pthread_sigmask(SIG_BLOCK, &set, nullptr) != 0) throw Error("cannot block signals");
+  FileDesc fd(::signalfd(-1, &set, SFD_CLOEXEC));
+  if (!fd) throw Error(std::string("signalfd: ") + std::strerror(errno));
+  return fd;
+}
+
+// Waits until `done` is signalled; the first stop signal asks the client to stop
+// (further ones only repeat the notice: the I/O in flight must drain). Returns the
+// first signal's number, or 0.
+int wait_for_job(KcopydClient& client, int done, int signals) {
+  int first_signal = 0;
+  pollfd fds[2] = {{done, POLLIN, 0}, {signals, POLLIN, 0}};
+  for (;;) {
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      throw Error(std::string("poll: ") + std::strerror(errno));
+    }
+    if (fds[1].revents & POLLIN) {
+      signalfd_siginfo info{};
+      if (::read(signals, &info, sizeof info) == sizeof info) {
+        if (!first_signal) first_signal = static_cast<int>(info.ssi_signo);
+        client.stop();
+        spdlog::warn("{}: stopping after the I/O in flight completes", strsignal(static_cast<int>(info.ssi_signo)));
+      }
+    }
+    if (fds[0].revents & POLLIN) return first_signal;
+  }
+}
+
+}  // namespace
+
+int run_copy_command(const Options& options) {
+  const FileDesc signals = block_stop_signals();
+  const auto exists = [](const std::string& p) {
+    struct stat st {};
+    return ::stat(p.c_str(), &st) == 0;
+  };
+
+  std::vector<RegionArg> args;
+  for (std::size_t i = 0; i < options.regions.size(); ++i)
+    args.push_back(parse_region(options.regions[i], role_of(i), exists));
+
+  CreatedFiles created;
+  std::vector<Device> devices;
+  std::vector<EndpointInfo> endpoints;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const OpenOptions open{.write = i > 0, .buffered = options.buffered, .exclusive = !options.force};
+    Device& dev = devices.emplace_back(Device::open(args[i].path, role_of(i), open));
+    if (dev.created()) created.paths.push_back(dev.path());
+    if (dev.direct_refused())
+      spdlog::info("{} '{}': O_DIRECT is not supported there; using buffered I/O", role_of(i), dev.path());
+    endpoints.push_back({role_of(i), dev.path(), dev.size_bytes(), !dev.is_block(), dev.identity()});
+  }
+  const CopyPlan plan = plan_copy(args, endpoints);
+  for (std::size_t d = 0; d < plan.dests.size(); ++d)
+    devices[d + 1].grow_to(sectors_to_bytes(plan.dests[d].sector + plan.dests[d].count));
+
+  // A copy of one sub-job or less is done with plain pread/pwrite: an AIO
+  // context costs more to tear down (an RCU grace period) than it would save.
+  std::vector<FdEndpoint> fds;
+  for (const auto& dev : devices) fds.push_back(dev.endpoint());
+  const ClientConfig config{options.pages, options.io_size};
+  const std::size_t max_requests = (config.pages * page_size / options.io_size + 1) * (1 + max_destinations);
+  std::unique_ptr<IoBackend> backend;
+  if (sectors_to_bytes(plan.from.count) <= options.io_size)
+    backend = std::make_unique<SyncBackend>(std::move(fds), max_requests);
+  else
+    backend = std::make_unique<AioBackend>(std::move(fds), max_requests);
+
+  const FileDesc done(::eventfd(0, EFD_CLOEXEC));
+  if (!done) throw Error(std::string("eventfd: ") + std::strerror(errno));
+  JobResult result;
+  int signal = 0;
+  const auto start = std::chrono::steady_clock::now();
+  {
+    KcopydClient client(std::move(backend), config);
+    created.keep = true;  // from here on, data is written
+    client.copy(plan.from, plan.dests, options.no_flush ? unsigned{copy_no_flush} : 0u, [&](const JobResult& r) {
+      result = r;
+      const std::uint64_t one = 1;
+      [[maybe_unused]] auto n = ::write(done.get(), &one, sizeof one);
+    });
+    signal = wait_for_job(client, done.get(), signals.get());
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  report_result(result, plan, endpoints);
+  const double mib = static_cast<double>(sectors_to_bytes(plan.from.count)) / (1 << 20);
+  spdlog::debug("copied {} sectors to {} destination(s) in {:.3f} s ({:.1f} MiB/s)", plan.from.count,
+                plan.dests.size(), seconds, seconds > 0 ? mib / seconds : 0.0);
+  return exit_status(result, signal);
+}
+
+}  // namespace kcopy

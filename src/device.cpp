@@ -1,0 +1,121 @@
+#include "kcopy/device.hpp"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "kcopy/error.hpp"
+
+namespace kcopy {
+namespace {
+
+[[noreturn]] void fail(const std::string& role, const std::string& path, const std::string& what) {
+  throw Error(role + " '" + path + "': " + what);
+}
+
+std::string open_error(int err, bool write, bool is_block) {
+  switch (err) {
+    case EBUSY:
+      return "is in use (mounted, or held open exclusively by another program); use --force to write to it anyway";
+    case EROFS:
+      return "is read-only";
+    case EACCES:
+    case EPERM:
+      return write ? (is_block ? "cannot be opened for writing (read-only device, or permission denied)"
+                               : "cannot be opened for writing: permission denied")
+                   : "cannot be opened for reading: permission denied";
+    default:
+      return std::string("cannot be opened: ") + std::strerror(err);
+  }
+}
+
+// The O_DIRECT alignment of a regular file: statx's STATX_DIOALIGN where the
+// kernel and file system give it, else one sector.
+std::uint32_t file_dio_alignment(int fd) {
+#ifdef STATX_DIOALIGN
+  struct statx stx {};
+  if (::statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 && (stx.stx_mask & STATX_DIOALIGN) &&
+      stx.stx_dio_offset_align > 0)
+    return stx.stx_dio_offset_align;
+#else
+  (void)fd;
+#endif
+  return 512;
+}
+
+}  // namespace
+
+Device Device::open(const std::string& path, const std::string& role, const OpenOptions& options) {
+  Device dev;
+  dev.path_ = path;
+  dev.role_ = role;
+
+  struct stat st {};
+  const bool exists = ::stat(path.c_str(), &st) == 0;
+  if (!exists && (errno != ENOENT || !options.write)) fail(role, path, std::strerror(errno));
+  if (exists && S_ISDIR(st.st_mode)) fail(role, path, "is a directory, not a block device or file");
+  if (exists && !S_ISBLK(st.st_mode) && !S_ISREG(st.st_mode))
+    fail(role, path, "is not a block device or regular file");
+  const bool is_block = exists && S_ISBLK(st.st_mode);
+
+  int flags = O_CLOEXEC | (options.write ? O_WRONLY : O_RDONLY);
+  if (!exists) {
+    flags |= O_CREAT | O_EXCL;  // O_EXCL: we know we created it
+    dev.created_ = true;
+  }
+  if (options.write && is_block && options.exclusive) flags |= O_EXCL;
+  const int direct = options.buffered ? 0 : O_DIRECT;
+
+  int fd = ::open(path.c_str(), flags | direct, 0666);
+  if (fd < 0 && errno == EINVAL && direct) {
+    // tmpfs and some FUSE file systems refuse O_DIRECT: go through the page cache.
+    // The failed open may already have created the file.
+    dev.direct_refused_ = true;
+    fd = ::open(path.c_str(), dev.created_ ? flags & ~O_EXCL : flags, 0666);
+  } else if (fd >= 0 && direct) {
+    dev.direct_ = true;
+  }
+  if (fd < 0) fail(role, path, open_error(errno, options.write, is_block));
+  dev.direct_fd_ = FileDesc(fd);
+
+  if (::fstat(fd, &st) != 0) fail(role, path, std::string("cannot stat: ") + std::strerror(errno));
+  dev.identity_ = {S_ISBLK(st.st_mode), S_ISBLK(st.st_mode) ? st.st_rdev : st.st_dev,
+                   S_ISBLK(st.st_mode) ? 0 : st.st_ino};
+
+  if (dev.identity_.is_block) {
+    std::uint64_t bytes = 0;
+    int lbs = 512;
+    if (::ioctl(fd, BLKGETSIZE64, &bytes) != 0 || ::ioctl(fd, BLKSSZGET, &lbs) != 0)
+      fail(role, path, std::string("cannot read the device size: ") + std::strerror(errno));
+    dev.size_bytes_ = bytes;
+    dev.logical_block_size_ = static_cast<std::uint32_t>(lbs);
+  } else {
+    dev.size_bytes_ = static_cast<std::uint64_t>(st.st_size);
+  }
+
+  if (dev.direct_) {
+    dev.alignment_ = dev.identity_.is_block ? dev.logical_block_size_ : file_dio_alignment(fd);
+    // The page-cache descriptor for unaligned heads and tails. No O_EXCL: the
+    // direct descriptor already holds the device exclusively.
+    const int bfd = ::open(path.c_str(), (flags & ~(O_EXCL | O_CREAT)), 0666);
+    if (bfd < 0) fail(role, path, open_error(errno, options.write, is_block));
+    dev.buffered_fd_ = FileDesc(bfd);
+    struct stat bst {};
+    if (::fstat(bfd, &bst) != 0 || bst.st_dev != st.st_dev || bst.st_ino != st.st_ino)
+      fail(role, path, "changed while it was being opened");
+  }
+  return dev;
+}
+
+void Device::grow_to(std::uint64_t bytes) {
+  if (identity_.is_block || size_bytes_ >= bytes) return;
+  if (::ftruncate(direct_fd_.get(), static_cast<off_t>(bytes)) != 0)
+    fail(role_, path_, std::string("cannot be grown to ") + std::to_string(bytes) + " bytes: " + std::strerror(errno));
+  size_bytes_ = bytes;
+}
+
+}  // namespace kcopy

@@ -1,0 +1,399 @@
+# lib.sh — shared helpers for kcopy's integration tests.  Sourced, never run.
+#
+# Every test runs kcopy against real loop devices (see /work/shared/TESTING.md)
+# and checks results byte-exact against models built from pristine copies of
+# the images, never against the destination itself.
+#
+# Exit status of a test: 0 pass, 1 fail, 77 skipped (meson's convention).
+#
+# Everything a test creates (scratch dir, loop devices, mounts) is recorded and
+# undone by the single EXIT trap installed here, on every path: success,
+# failure, `set -e` aborts and SIGHUP/SIGINT/SIGTERM.  Records are kept in a file
+# so that helpers called inside "$(...)" (a subshell) are cleaned up too.
+
+# The binary under test: meson passes $KCOPY; otherwise the build dir of this tree.
+TESTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+KCOPY=${KCOPY:-$(cd "$TESTS_DIR/../.." && pwd)/build/kcopy}
+# Upper bound in seconds on one kcopy run, so a hang fails instead of stalling.
+KCOPY_TEST_TIMEOUT=${KCOPY_TEST_TIMEOUT:-60}
+TEST_NAME=$(basename "$0" .sh)
+
+# --- reporting --------------------------------------------------------------
+
+# fail MSG...: print the failure and end the test with status 1.
+fail() {
+    printf 'FAIL: %s: %s\n' "$TEST_NAME" "$*" >&2
+    exit 1
+}
+
+# skip MSG...: end the test as skipped (77).
+skip() {
+    printf 'SKIP: %s: %s\n' "$TEST_NAME" "$*"
+    exit 77
+}
+
+# pass: end the test successfully.
+pass() {
+    printf 'PASS: %s\n' "$TEST_NAME"
+    exit 0
+}
+
+# check MSG...: announce the property about to be checked.
+check() {
+    printf 'check: %s\n' "$*"
+}
+
+# --- scratch space and cleanup ----------------------------------------------
+
+# A scratch base on a real file system: images there can be looped with
+# --direct-io=on, and a tmpfs /tmp would eat RAM.  KCOPY_TEST_TMPDIR overrides.
+_scratch_base() {
+    local d
+    for d in "${KCOPY_TEST_TMPDIR:-}" /var/tmp "${TMPDIR:-}" /tmp; do
+        [[ -n $d && -d $d && -w $d ]] || continue
+        [[ $(stat -f -c %T "$d") == tmpfs ]] && continue
+        printf '%s\n' "$d"
+        return 0
+    done
+    printf '%s\n' /var/tmp # all tmpfs: still works, without direct I/O loops
+}
+
+SCRATCH=$(mktemp -d "$(_scratch_base)/kcopy-test.$TEST_NAME.XXXXXX")
+_CLEANUP_LIST=$SCRATCH/.cleanup # "KIND<TAB>ARG[<TAB>ARG2]" per line, undone in reverse
+: >"$_CLEANUP_LIST"
+STDOUT_FILE=$SCRATCH/.stdout    # stdout of the last expect_status command
+STDERR_FILE=$SCRATCH/.stderr    # stderr of the last expect_status command
+: >"$STDOUT_FILE"
+: >"$STDERR_FILE"
+_CHILD_PID=                     # the command expect_status is waiting for
+
+_push_cleanup() {
+    local IFS=$'\t'
+    printf '%s\n' "$*" >>"$_CLEANUP_LIST"
+}
+
+# Detach loop device DEV if it still loops IMAGE (the number may already have
+# been reused by another test).  A device still held open gets autoclear from
+# the kernel instead, so wait until it is really gone.
+_detach() {
+    local dev=$1 image=$2 i
+    for i in $(seq 50); do
+        [[ $(losetup -n -O BACK-FILE "$dev" 2>/dev/null) == "$image"* ]] || return 0
+        losetup -d "$dev" 2>/dev/null || true
+        sleep 0.1
+    done
+    return 1
+}
+
+# Unmount, retrying while a just-detached loop device still holds a file in it.
+_umount() {
+    local mnt=$1 i
+    for i in $(seq 50); do
+        mountpoint -q "$mnt" || return 0
+        umount "$mnt" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+cleanup() {
+    local rc=$? kind arg arg2 leaked=0
+    trap '' HUP INT TERM
+    set +e
+    if [[ -n $_CHILD_PID ]]; then
+        kill -TERM "$_CHILD_PID" 2>/dev/null
+        wait "$_CHILD_PID" 2>/dev/null
+    fi
+    if [[ -f $_CLEANUP_LIST ]]; then
+        while IFS=$'\t' read -r kind arg arg2; do
+            case $kind in
+            detach) _detach "$arg" "$arg2" || { echo "cleanup: could not detach $arg" >&2; leaked=1; } ;;
+            umount) _umount "$arg" || { echo "cleanup: could not unmount $arg" >&2; leaked=1; } ;;
+            esac
+        done < <(tac "$_CLEANUP_LIST")
+    fi
+    if ((leaked)); then
+        echo "cleanup: leaving $SCRATCH in place" >&2
+        ((rc == 0)) && rc=1
+    else
+        rm -rf --one-file-system -- "$SCRATCH"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- preconditions ----------------------------------------------------------
+
+# need_root: skip (77) unless we can make loop devices.
+need_root() {
+    ((EUID == 0)) || skip "needs root"
+    [[ -e /dev/loop-control ]] || skip "no /dev/loop-control"
+    command -v losetup >/dev/null || skip "losetup not installed"
+}
+
+# need_kcopy: fail unless the binary under test exists.
+need_kcopy() {
+    [[ -x $KCOPY ]] || fail "kcopy binary not found at $KCOPY (build it, or set KCOPY)"
+}
+
+# --- devices ----------------------------------------------------------------
+
+# make_image NAME SIZE: SIZE bytes (head -c suffixes: 16M = 16 MiB) of random
+# data in $SCRATCH/NAME; prints the path.
+make_image() {
+    local path=$SCRATCH/$1
+    head -c "$2" /dev/urandom >"$path" || fail "cannot create image $path"
+    printf '%s\n' "$path"
+}
+
+# pristine_copy IMAGE [COPY]: a copy of IMAGE taken now (before kcopy touches
+# it), kept as the reference and as the base of expected results; COPY
+# defaults to IMAGE.orig.  Prints the copy's path.
+pristine_copy() {
+    local copy=${2:-$1.orig}
+    cp --sparse=always -- "$1" "$copy" || fail "cannot copy $1"
+    printf '%s\n' "$copy"
+}
+
+# attach IMAGE [LOSETUP ARGS...]: loop IMAGE on a free loop device (direct I/O
+# unless the image is on tmpfs); records it for cleanup; prints the device.
+attach() {
+    local image=$1 dev i
+    shift
+    local dio=()
+    [[ $(stat -f -c %T "$image") == tmpfs ]] || dio=(--direct-io=on)
+    # Another test may grab the free device between find and attach: retry.
+    for i in 1 2 3 4 5; do
+        if dev=$(losetup -f --show "${dio[@]}" "$@" -- "$image"); then
+            _push_cleanup detach "$dev" "$(realpath -- "$image")"
+            printf '%s\n' "$dev"
+            return 0
+        fi
+        sleep 0.2
+    done
+    fail "cannot attach $image to a loop device"
+}
+
+# mount_tmpfs SIZE_LIMIT: a fresh tmpfs of at most SIZE_LIMIT bytes, recorded
+# for cleanup; prints the mount point.
+mount_tmpfs() {
+    local mnt
+    mnt=$(mktemp -d "$SCRATCH/tmpfs.XXXXXX")
+    mount -t tmpfs -o "size=$1,mode=0700" kcopy-test "$mnt" || fail "cannot mount tmpfs on $mnt"
+    _push_cleanup umount "$mnt"
+    printf '%s\n' "$mnt"
+}
+
+# mount_device DEV: mount the file system on DEV (recorded for cleanup);
+# prints the mount point.
+mount_device() {
+    local mnt
+    mnt=$(mktemp -d "$SCRATCH/mnt.XXXXXX")
+    mount "$1" "$mnt" || fail "cannot mount $1 on $mnt"
+    _push_cleanup umount "$mnt"
+    printf '%s\n' "$mnt"
+}
+
+# tmpfs_full_device SIZE_LIMIT IMAGE_SIZE: a loop device of IMAGE_SIZE bytes
+# over a sparse image in a tmpfs of SIZE_LIMIT bytes: writes succeed until the
+# tmpfs is full, then fail (ENOSPC, or EIO from the block layer).  Prints the device.
+tmpfs_full_device() {
+    local mnt
+    mnt=$(mount_tmpfs "$1")
+    truncate -s "$2" "$mnt/full.img" || fail "cannot create $mnt/full.img"
+    attach "$mnt/full.img"
+}
+
+# empty_full_device DEV: free the space of a tmpfs_full_device again (punch
+# the whole backing image), so the next copy fails at the same point.
+empty_full_device() {
+    local back
+    back=$(losetup -n -O BACK-FILE "$1") || fail "$1 is not a loop device"
+    back=${back%% (deleted)}
+    fallocate --punch-hole --offset 0 --length "$(stat -c %s "$back")" "$back" ||
+        fail "cannot punch $back"
+}
+
+# restore_device DEV ORIG: write the pristine copy ORIG back over DEV (a loop
+# device of the same size), to start the next case from known contents.
+restore_device() {
+    dd if="$2" of="$1" bs=1M oflag=direct status=none || fail "cannot restore $1 from $2"
+}
+
+# --- reading and comparing sectors -------------------------------------------
+
+# size_bytes FILE: size of a block device or regular file in bytes.
+size_bytes() {
+    if [[ -b $1 ]]; then blockdev --getsize64 "$1"; else stat -L -c %s "$1"; fi
+}
+
+# size_sectors FILE: size in 512-byte sectors.
+size_sectors() {
+    echo $(($(size_bytes "$1") / 512))
+}
+
+# read_sectors FILE SECTOR COUNT: write exactly those 512-byte sectors to
+# stdout.  A block device is read with O_DIRECT (after dropping its page
+# cache), so we see what reached the device, not stale cached pages.
+read_sectors() {
+    local file=$1 sector=$2 count=$3 size flags=skip_bytes,count_bytes
+    size=$(size_bytes "$file") || fail "cannot stat $file"
+    (((sector + count) * 512 <= size)) ||
+        fail "read_sectors: $file has $((size / 512)) sectors, asked for $sector+$count"
+    ((count > 0)) || return 0
+    if [[ -b $file ]]; then
+        blockdev --flushbufs "$file" || fail "cannot flush buffers of $file"
+        local ss
+        ss=$(blockdev --getss "$file")
+        (((sector * 512) % ss == 0 && (count * 512) % ss == 0)) && flags+=,direct
+    fi
+    dd if="$file" bs=1M iflag="$flags" skip=$((sector * 512)) count=$((count * 512)) status=none ||
+        fail "cannot read $file sectors $sector+$count"
+}
+
+# sectors_sha FILE SECTOR COUNT: sha256 (hex) of exactly those sectors.
+sectors_sha() {
+    local sum
+    sum=$(read_sectors "$@" | sha256sum) || fail "cannot checksum $1"
+    printf '%s\n' "${sum%% *}"
+}
+
+# device_sha FILE: sha256 of the whole device or file.
+device_sha() {
+    sectors_sha "$1" 0 "$(size_sectors "$1")"
+}
+
+# expect_same_sectors WHAT A A_SECTOR B B_SECTOR COUNT: the COUNT sectors of A
+# at A_SECTOR equal those of B at B_SECTOR; on a difference, names the first
+# differing sector (relative to A_SECTOR).
+expect_same_sectors() {
+    local what=$1 a=$2 as=$3 b=$4 bs=$5 count=$6 out
+    if ! out=$(cmp -- <(read_sectors "$a" "$as" "$count") <(read_sectors "$b" "$bs" "$count") 2>&1); then
+        local byte
+        byte=$(sed -n 's/.* differ: \(byte\|char\) \([0-9]*\),.*/\2/p' <<<"$out")
+        [[ -n $byte ]] && out="first difference in sector $((as + (byte - 1) / 512)) of $a (sector $((bs + (byte - 1) / 512)) of $b)"
+        fail "$what: $out"
+    fi
+}
+
+# expect_zero_sectors WHAT FILE SECTOR COUNT: those sectors read as zeroes.
+expect_zero_sectors() {
+    local what=$1 file=$2 sector=$3 count=$4
+    cmp -s -- <(read_sectors "$file" "$sector" "$count") <(head -c $((count * 512)) /dev/zero) ||
+        fail "$what: $file sectors $sector+$count are not all zero"
+}
+
+# model_copy EXPECTED SRC SRC_SECTOR DST_SECTOR COUNT: apply to the model file
+# EXPECTED the copy that kcopy should make (read from the image file SRC).
+model_copy() {
+    local expected=$1 src=$2 ss=$3 ds=$4 count=$5
+    dd if="$src" of="$expected" bs=512 skip="$ss" seek="$ds" count="$count" conv=notrunc status=none ||
+        fail "cannot build model $expected"
+}
+
+# expect_matches_model WHAT DEV EXPECTED: DEV (device or file) is byte for byte
+# the model EXPECTED, same size.
+expect_matches_model() {
+    local what=$1 dev=$2 expected=$3 dsize esize
+    dsize=$(size_bytes "$dev")
+    esize=$(size_bytes "$expected")
+    ((dsize == esize)) || fail "$what: $dev is $dsize bytes, expected $esize"
+    expect_same_sectors "$what" "$dev" 0 "$expected" 0 $((dsize / 512))
+}
+
+# --- running kcopy ------------------------------------------------------------
+
+# show_cmd CMD...: the command, shell-quoted, with the binary shown as "kcopy".
+show_cmd() {
+    local out= a
+    for a in "$@"; do
+        [[ $a == "$KCOPY" ]] && a=kcopy
+        out+=" $(printf '%q' "$a")"
+    done
+    printf '%s\n' "${out# }"
+}
+
+# expect_status WANT CMD...: run CMD (stdout to $STDOUT_FILE, stderr to
+# $STDERR_FILE, bounded by KCOPY_TEST_TIMEOUT) and fail unless it exits WANT.
+# Sets LAST_STATUS.  Runs in the background so a signal to the test is handled
+# at once (cleanup then stops the command).  timeout(1) gives the command
+# default signal dispositions again.
+expect_status() {
+    local want=$1 rc=0
+    shift
+    printf '  $ %s   # want exit %s\n' "$(show_cmd "$@")" "$want"
+    timeout -k 5 "$KCOPY_TEST_TIMEOUT" "$@" >"$STDOUT_FILE" 2>"$STDERR_FILE" </dev/null &
+    _CHILD_PID=$!
+    wait "$_CHILD_PID" || rc=$?
+    _CHILD_PID=
+    LAST_STATUS=$rc
+    if [[ -s $STDERR_FILE ]]; then sed 's/^/    stderr: /' "$STDERR_FILE"; fi
+    ((rc != 124)) || fail "timed out after ${KCOPY_TEST_TIMEOUT}s: $(show_cmd "$@")"
+    ((rc == want)) || fail "exit status $rc, want $want: $(show_cmd "$@")"
+}
+
+# kcopy_ok ARGS...: kcopy ARGS must exit 0.
+kcopy_ok() {
+    expect_status 0 "$KCOPY" "$@"
+}
+
+# expect_one_error_line: the last stderr is exactly one newline-terminated
+# line starting with "kcopy: ".
+expect_one_error_line() {
+    local lines
+    lines=$(wc -l <"$STDERR_FILE")
+    [[ -s $STDERR_FILE && $(tail -c 1 "$STDERR_FILE" | od -An -c | tr -d ' ') == '\n' ]] ||
+        fail "stderr is not one newline-terminated line: $(cat -A "$STDERR_FILE")"
+    ((lines == 1)) || fail "stderr has $lines lines, want exactly 1"
+    [[ $(head -c 7 "$STDERR_FILE") == "kcopy: " ]] ||
+        fail "stderr does not start with 'kcopy: ': $(cat "$STDERR_FILE")"
+}
+
+# expect_stderr_has TEXT...: the last stderr contains every TEXT (fixed strings).
+expect_stderr_has() {
+    local t
+    for t in "$@"; do
+        grep -qF -- "$t" "$STDERR_FILE" || fail "stderr does not mention '$t'"
+    done
+}
+
+# expect_stderr_lacks TEXT...: the last stderr contains none of TEXT.
+expect_stderr_lacks() {
+    local t
+    for t in "$@"; do
+        ! grep -qF -- "$t" "$STDERR_FILE" || fail "stderr mentions '$t' but should not"
+    done
+}
+
+# expect_no_stray_files PATH...: no file named "PATH:..." exists, i.e. kcopy did
+# not take a region with bad fields for a new regular file to create.  Removes
+# any it finds (they would litter /dev) and fails.
+expect_no_stray_files() {
+    local p f found=()
+    for p in "$@"; do
+        for f in "$p":*; do
+            [[ -e $f || -L $f ]] && found+=("$f")
+        done
+    done
+    if ((${#found[@]})); then
+        rm -f -- "${found[@]}"
+        fail "kcopy created ${found[*]} (removed)"
+    fi
+}
+
+# stderr_line_with ERE...: true if one single line of the last stderr matches
+# every extended regular expression given.
+stderr_line_with() {
+    local line p ok
+    while IFS= read -r line || [[ -n $line ]]; do
+        ok=1
+        for p in "$@"; do
+            [[ $line =~ $p ]] || { ok=0; break; }
+        done
+        ((ok)) && return 0
+    done <"$STDERR_FILE"
+    return 1
+}
