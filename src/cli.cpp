@@ -1,6 +1,7 @@
 #include "kcopy/cli.hpp"
 
 #include <CLI/CLI.hpp>
+#include <charconv>
 #include <iostream>
 
 #include "kcopy/error.hpp"
@@ -9,6 +10,22 @@
 #include "kcopy/version.hpp"
 
 namespace kcopy {
+namespace {
+
+// CLI11's usage line and positional listing, in the words of the man page.
+class Formatter : public CLI::Formatter {
+ public:
+  std::string make_usage(const CLI::App*, std::string) const override {
+    return "Usage: kcopy [OPTIONS] SOURCE DEST [DEST...]\n";
+  }
+  std::string make_positionals(const CLI::App*) const override {
+    return "\nRegions:\n"
+           "  SOURCE                      PATH[:SECTOR[:COUNT]]: sector defaults to 0, count to the end\n"
+           "  DEST                        PATH[:SECTOR[:COUNT]]: sector defaults to 0, count to the source's\n";
+  }
+};
+
+}  // namespace
 
 ParsedCommandLine parse_command_line(int argc, char** argv) {
   Options opt;
@@ -24,13 +41,19 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
       "destination i failed; +64 source read error; 128 nothing copied (bad arguments, device\n"
       "errors); 128+N stopped by signal N. See kcopy(1).",
       "kcopy"};
-  app.add_option("regions", opt.regions, "SOURCE then 1 to 6 DESTs, each PATH[:SECTOR[:COUNT]]")
-      ->required()
-      ->expected(2, 1 + max_destinations)
+  app.formatter(std::make_shared<Formatter>());
+  app.add_option("SOURCE DEST...", opt.regions, "the source region, then 1 to 6 destination regions")
       ->type_name("REGION");
   app.add_option("--pages", opt.pages, "4 KiB pages set aside for data in flight (default 4096 = 16 MiB)")
       ->type_name("N")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Validator(
+          [](std::string& text) {
+            std::uint64_t n = 0;
+            const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+            const bool ok = ec == std::errc() && end == text.data() + text.size() && n > 0 && n <= (1ull << 32);
+            return ok ? std::string() : "'" + text + "' is not a whole number of pages from 1 to 4294967296";
+          },
+          ""));
   app.add_option("--io-size", io_size, "size of one sub-job, e.g. 512K, 1M, 2048s (default 1M)")->type_name("SIZE");
   app.add_flag("--buffered", opt.buffered, "do not use O_DIRECT (go through the page cache)");
   app.add_flag("--no-flush", opt.no_flush, "skip the final fdatasync of each destination");
@@ -41,20 +64,22 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
 
   try {
     app.parse(argc, argv);
+    if (opt.regions.size() < 2) throw Error("need a SOURCE and at least one DEST (see --help)");
+    if (opt.regions.size() > 1 + max_destinations)
+      throw Error("at most " + std::to_string(max_destinations) + " destinations (one exit-status bit each), got " +
+                  std::to_string(opt.regions.size() - 1));
     opt.io_size = parse_bytes(io_size, "--io-size");
     if (opt.io_size == 0 || opt.io_size % sector_size != 0)
       throw Error("--io-size '" + io_size + "' is not a positive whole number of 512-byte sectors");
+    if (opt.io_size > opt.pages * page_size)
+      throw Error("--io-size '" + io_size + "' is larger than the page pool (--pages " + std::to_string(opt.pages) +
+                  " = " + std::to_string(opt.pages * page_size) + " bytes)");
   } catch (const CLI::CallForHelp&) {
     std::cout << app.help();
     return {std::nullopt, 0};
   } catch (const CLI::CallForVersion&) {
     std::cout << app.version() << "\n";
     return {std::nullopt, 0};
-  } catch (const CLI::ArgumentMismatch& e) {
-    std::cerr << "kcopy: " << (opt.regions.size() > 1 ? "at most 6 destinations (one exit-status bit each)"
-                                                     : "need a SOURCE and at least one DEST (see --help)")
-              << "\n";
-    return {std::nullopt, 128};
   } catch (const CLI::ParseError& e) {
     std::cerr << "kcopy: " << e.what() << " (see --help)\n";
     return {std::nullopt, 128};

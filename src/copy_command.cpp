@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -87,27 +88,38 @@ int run_copy_command(const Options& options) {
   for (std::size_t i = 0; i < options.regions.size(); ++i)
     args.push_back(parse_region(options.regions[i], role_of(i), exists));
 
+  // Each device is opened once, even when several destinations are on it: a
+  // second O_EXCL open of the same block device would fail with EBUSY.
   CreatedFiles created;
   std::vector<Device> devices;
+  std::vector<std::size_t> device_of;  // region i is on devices[device_of[i]]
   std::vector<EndpointInfo> endpoints;
+  devices.reserve(args.size());
   for (std::size_t i = 0; i < args.size(); ++i) {
-    const OpenOptions open{.write = i > 0, .buffered = options.buffered, .exclusive = !options.force};
-    Device& dev = devices.emplace_back(Device::open(args[i].path, role_of(i), open));
+    const auto id = Device::identify(args[i].path);
+    const auto same = std::find_if(devices.begin() + (i > 0), devices.end(),
+                                   [&](const Device& d) { return id && d.identity() == *id; });
+    if (i > 0 && same != devices.end()) {
+      device_of.push_back(static_cast<std::size_t>(same - devices.begin()));
+    } else {
+      const OpenOptions open{.write = i > 0, .buffered = options.buffered, .exclusive = !options.force};
+      devices.push_back(Device::open(args[i].path, role_of(i), open));
+      device_of.push_back(devices.size() - 1);
+    }
+    const Device& dev = devices[device_of.back()];
     if (dev.created()) created.paths.push_back(dev.path());
     if (dev.direct_refused())
       spdlog::info("{} '{}': O_DIRECT is not supported there; using buffered I/O", role_of(i), dev.path());
-    endpoints.push_back({role_of(i), dev.path(), dev.size_bytes(), !dev.is_block(), dev.identity()});
+    endpoints.push_back({role_of(i), args[i].path, dev.size_bytes(), !dev.is_block(), dev.identity()});
   }
   const CopyPlan plan = plan_copy(args, endpoints);
-  for (std::size_t d = 0; d < plan.dests.size(); ++d)
-    devices[d + 1].grow_to(sectors_to_bytes(plan.dests[d].sector + plan.dests[d].count));
 
   // A copy of one sub-job or less is done with plain pread/pwrite: an AIO
   // context costs more to tear down (an RCU grace period) than it would save.
   std::vector<FdEndpoint> fds;
-  for (const auto& dev : devices) fds.push_back(dev.endpoint());
+  for (const std::size_t d : device_of) fds.push_back(devices[d].endpoint());
   const ClientConfig config{options.pages, options.io_size};
-  const std::size_t max_requests = (config.pages * page_size / options.io_size + 1) * (1 + max_destinations);
+  const std::size_t max_requests = PagePool::capacity_for(config.pages, config.io_size) * (1 + max_destinations);
   std::unique_ptr<IoBackend> backend;
   if (sectors_to_bytes(plan.from.count) <= options.io_size)
     backend = std::make_unique<SyncBackend>(std::move(fds), max_requests);
@@ -121,6 +133,8 @@ int run_copy_command(const Options& options) {
   const auto start = std::chrono::steady_clock::now();
   {
     KcopydClient client(std::move(backend), config);
+    for (std::size_t d = 0; d < plan.dests.size(); ++d)
+      devices[device_of[d + 1]].grow_to(sectors_to_bytes(plan.dests[d].sector + plan.dests[d].count));
     created.keep = true;  // from here on, data is written
     client.copy(plan.from, plan.dests, options.no_flush ? unsigned{copy_no_flush} : 0u, [&](const JobResult& r) {
       result = r;

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include "kcopy/error.hpp"
@@ -47,7 +48,28 @@ std::uint32_t file_dio_alignment(int fd) {
   return 512;
 }
 
+DeviceIdentity identity_of(const struct stat& st) {
+  const bool block = S_ISBLK(st.st_mode);
+  return {block, block ? st.st_rdev : st.st_dev, block ? 0 : st.st_ino};
+}
+
+// /dev holds device nodes: a destination there that does not exist is a typo
+// for a device, not a new image file to create.
+bool under_dev(const std::string& path) {
+  char* dir = ::realpath(path.substr(0, path.rfind('/') + 1).c_str(), nullptr);
+  if (!dir) return false;
+  const std::string real(dir);
+  std::free(dir);
+  return real == "/dev" || real.rfind("/dev/", 0) == 0;
+}
+
 }  // namespace
+
+std::optional<DeviceIdentity> Device::identify(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  return identity_of(st);
+}
 
 Device Device::open(const std::string& path, const std::string& role, const OpenOptions& options) {
   Device dev;
@@ -57,6 +79,8 @@ Device Device::open(const std::string& path, const std::string& role, const Open
   struct stat st {};
   const bool exists = ::stat(path.c_str(), &st) == 0;
   if (!exists && (errno != ENOENT || !options.write)) fail(role, path, std::strerror(errno));
+  if (!exists && path.find('/') != std::string::npos && under_dev(path))
+    fail(role, path, "no such device (kcopy creates image files, but not under /dev)");
   if (exists && S_ISDIR(st.st_mode)) fail(role, path, "is a directory, not a block device or file");
   if (exists && !S_ISBLK(st.st_mode) && !S_ISREG(st.st_mode))
     fail(role, path, "is not a block device or regular file");
@@ -83,8 +107,7 @@ Device Device::open(const std::string& path, const std::string& role, const Open
   dev.direct_fd_ = FileDesc(fd);
 
   if (::fstat(fd, &st) != 0) fail(role, path, std::string("cannot stat: ") + std::strerror(errno));
-  dev.identity_ = {S_ISBLK(st.st_mode), S_ISBLK(st.st_mode) ? st.st_rdev : st.st_dev,
-                   S_ISBLK(st.st_mode) ? 0 : st.st_ino};
+  dev.identity_ = identity_of(st);
 
   if (dev.identity_.is_block) {
     std::uint64_t bytes = 0;

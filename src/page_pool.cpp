@@ -8,6 +8,15 @@
 
 namespace kcopy {
 
+namespace {
+// Each buffer is rounded up to whole pages so that every buffer starts page-aligned.
+std::uint64_t stride_of(std::uint64_t buffer_bytes) { return (buffer_bytes + page_size - 1) / page_size * page_size; }
+}  // namespace
+
+std::size_t PagePool::capacity_for(std::uint64_t pages, std::uint64_t buffer_bytes) {
+  return static_cast<std::size_t>(pages * page_size / stride_of(buffer_bytes));
+}
+
 void PagePool::FreeDeleter::operator()(std::byte* p) const { std::free(p); }
 
 PagePool::PagePool(std::uint64_t pages, std::uint64_t buffer_bytes) : buffer_bytes_(buffer_bytes) {
@@ -19,9 +28,8 @@ PagePool::PagePool(std::uint64_t pages, std::uint64_t buffer_bytes) : buffer_byt
   if (buffer_bytes > pool_bytes)
     throw Error("--io-size " + std::to_string(buffer_bytes) + " bytes does not fit in --pages " +
                 std::to_string(pages) + " (" + std::to_string(pool_bytes) + " bytes)");
-  // Round each buffer up to whole pages so that every buffer starts page-aligned.
-  const std::uint64_t stride = (buffer_bytes + page_size - 1) / page_size * page_size;
-  capacity_ = pool_bytes / stride;
+  capacity_ = capacity_for(pages, buffer_bytes);
+  const std::uint64_t stride = stride_of(buffer_bytes);
   void* raw = nullptr;
   if (posix_memalign(&raw, page_size, stride * capacity_) != 0)
     throw Error("cannot allocate the page pool (" + std::to_string(stride * capacity_) + " bytes)");

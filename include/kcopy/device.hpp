@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -62,6 +63,9 @@ class Device {
   /// character device or other non-block non-regular file, permission denied,
   /// read-only, in use (EBUSY, with a hint about --force).
   static Device open(const std::string& path, const std::string& role, const OpenOptions& options);
+
+  /// The identity of the file at `path` (stat), or nothing when there is none.
+  static std::optional<DeviceIdentity> identify(const std::string& path);
 
   const std::string& path() const { return path_; }
   /// Size in bytes (BLKGETSIZE64 or st_size).

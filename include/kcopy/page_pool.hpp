@@ -27,6 +27,10 @@ class PagePool {
   /// Returns a buffer obtained from get(). Each buffer must be put exactly once.
   void put(std::span<std::byte> buffer);
 
+  /// How many buffers a pool of `pages` pages in buffers of `buffer_bytes` holds
+  /// (each buffer is rounded up to whole pages), without allocating it.
+  static std::size_t capacity_for(std::uint64_t pages, std::uint64_t buffer_bytes);
+
   /// How many buffers the pool holds in all, and how many are free now.
   std::size_t capacity() const { return capacity_; }
   std::size_t available() const { return free_.size(); }

@@ -6,8 +6,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_root
 need_kcopy
 
-src_img=$(make_image src.img 32M)
-dst_img=$(make_image dst.img 32M)
+src_img=$(make_image src.img 16M)
+dst_img=$(make_image dst.img 16M)
 src_orig=$(pristine_copy "$src_img")
 dst_orig=$(pristine_copy "$dst_img")
 src=$(attach "$src_img")
@@ -39,11 +39,11 @@ case_ok() {
 case_ok "$src:2048:4096" "$ata" 2048 0 4096
 case_ok "$src:2048:4096" "$ata:8192" 2048 8192 4096
 case_ok "$src:2048:4096" "$ata:20000:4096" 2048 20000 4096
-case_ok "$ata_src" "$dst" 0 0 65536
-case_ok "$ata_src:100" "$dst" 100 0 $((65536 - 100))
+case_ok "$ata_src" "$dst" 0 0 32768
+case_ok "$ata_src:100" "$dst" 100 0 $((32768 - 100))
 case_ok "$ata_src:100:200" "$dst:300" 100 300 200
 case_ok "$ata_src:100:200" "$ata:300:200" 100 300 200
-case_ok "$scsi" "$ata" 0 0 65536
+case_ok "$scsi" "$ata" 0 0 32768
 case_ok "$scsi:100:200" "$ata:300" 100 300 200
 case_ok "$scsi:0x10:16" "$dst:0x20:16" 16 32 16
 

@@ -44,7 +44,7 @@ expect_matches_model "SRC:2048:8192 DST:2M:4M" "$dst" "$expected"
 
 # Refused spellings: fractional numbers (whether or not the byte count would be
 # whole sectors) and byte sizes that are not whole sectors.
-dst_sha=$(device_sha "$dst")
+restore_device "$dst" "$dst_orig"
 bad=(
     "$src:1.5K:8 $dst"
     "$src:0:0.25K $dst"
@@ -56,7 +56,7 @@ for row in "${bad[@]}"; do
     check "kcopy $row is refused with 128, one error line, destination unchanged"
     expect_status 128 "$KCOPY" "${args[@]}"
     expect_one_error_line
-    [[ $(device_sha "$dst") == "$dst_sha" ]] || fail "destination changed by refused kcopy $row"
+    expect_matches_model "refused kcopy $row: destination" "$dst" "$dst_orig"
     expect_no_stray_files "$src" "$dst"
 done
 

@@ -35,15 +35,15 @@ expect_status 128 "$KCOPY" "$big2" "$small"
 expect_one_error_line
 expect_matches_model "larger source: destination" "$small" "$small_orig"
 
-check "larger source at an offset that still fits: kcopy $small $big2:16384 exits 0"
+check "a smaller source ending exactly at the end of the destination: kcopy $small $big2:32768 exits 0"
 restore_device "$big2" "$big2_orig"
-kcopy_ok "$small" "$big2:16384"
+kcopy_ok "$small" "$big2:32768"
 expected=$(pristine_copy "$big2_orig" "$SCRATCH/expected.img")
-model_copy "$expected" "$small_orig" 0 16384 32768
+model_copy "$expected" "$small_orig" 0 32768 32768
 expect_matches_model "source at an offset: destination" "$big2" "$expected"
 
-check "a source that fits only without the offset: kcopy $small $big2:16385 is refused with 128, $big2 unchanged"
-expect_status 128 "$KCOPY" "$small" "$big2:16385"
+check "one sector further it does not fit: kcopy $small $big2:32769 is refused with 128, $big2 unchanged"
+expect_status 128 "$KCOPY" "$small" "$big2:32769"
 expect_one_error_line
 expect_matches_model "one sector too far: destination" "$big2" "$expected"
 

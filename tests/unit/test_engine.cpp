@@ -1,1 +1,209 @@
+// The engine (KcopydClient) against a fault-injecting backend: what a user of the
+// library sees in read_err, write_err and the destination bytes.
 #include <catch2/catch.hpp>
+#include <future>
+#include <numeric>
+
+#include "fault_backend.hpp"
+#include "kcopy/error.hpp"
+#include "kcopy/kcopyd.hpp"
+
+using namespace kcopy;
+using kcopy::test::Borrowed;
+using kcopy::test::Fault;
+using kcopy::test::FaultBackend;
+
+namespace {
+
+constexpr std::uint64_t disk_bytes = 4 << 20;  // 4 MiB per endpoint
+
+std::vector<std::byte> pattern(std::size_t n, unsigned seed) {
+  std::vector<std::byte> v(n);
+  std::mt19937 rng(seed);
+  for (auto& b : v) b = static_cast<std::byte>(rng());
+  return v;
+}
+
+// Endpoint 0 is the source, 1.. destinations, each filled with its own pattern.
+std::vector<std::vector<std::byte>> disks(unsigned n) {
+  std::vector<std::vector<std::byte>> d;
+  for (unsigned i = 0; i < n; ++i) d.push_back(pattern(disk_bytes, 100 + i));
+  return d;
+}
+
+// Runs one copy to completion and returns what notify was given.
+JobResult run_copy(FaultBackend& backend, const IoRegion& from, std::vector<IoRegion> dests, unsigned flags = 0,
+                   ClientConfig config = {.pages = 16, .io_size = 16 * 1024}) {
+  std::promise<JobResult> done;
+  {
+    KcopydClient client(std::make_unique<Borrowed>(backend), config);
+    client.copy(from, dests, flags, [&](const JobResult& r) { done.set_value(r); });
+  }  // the destructor waits for the job
+  return done.get_future().get();
+}
+
+bool same_bytes(const FaultBackend& b, unsigned ep_a, std::uint64_t sector_a, const std::vector<std::byte>& other,
+                std::uint64_t sector_b, std::uint64_t count) {
+  return std::equal(b.disks_[ep_a].begin() + static_cast<long>(sectors_to_bytes(sector_a)),
+                    b.disks_[ep_a].begin() + static_cast<long>(sectors_to_bytes(sector_a + count)),
+                    other.begin() + static_cast<long>(sectors_to_bytes(sector_b)));
+}
+
+// The destination holds the source range at its sector, and nothing else changed.
+void require_exact_copy(const FaultBackend& b, const std::vector<std::byte>& source, const IoRegion& from,
+                        const IoRegion& dest, const std::vector<std::byte>& original_dest) {
+  REQUIRE(same_bytes(b, dest.endpoint, dest.sector, source, from.sector, from.count));
+  REQUIRE(same_bytes(b, dest.endpoint, 0, original_dest, 0, dest.sector));
+  const std::uint64_t end = dest.sector + dest.count;
+  REQUIRE(same_bytes(b, dest.endpoint, end, original_dest, end, bytes_to_sectors(disk_bytes) - end));
+}
+
+}  // namespace
+
+TEST_CASE("a copy to three destinations at different offsets is byte-exact, even with shuffled completions") {
+  auto seed = GENERATE(1u, 2u, 3u);
+  FaultBackend b(disks(4), seed);
+  const auto originals = b.disks_;
+  const IoRegion from{0, 100, 3000};
+  const std::vector<IoRegion> dests{{1, 0, 3000}, {2, 7, 3000}, {3, 5000, 3000}};
+  const JobResult r = run_copy(b, from, dests);
+  REQUIRE_FALSE(r.read_err);
+  REQUIRE(r.write_err == 0);
+  for (const auto& d : dests) {
+    require_exact_copy(b, originals[0], from, d, originals[d.endpoint]);
+    REQUIRE(r.sectors_written[d.endpoint - 1] == 3000);
+  }
+}
+
+TEST_CASE("every destination sector is written exactly once") {
+  FaultBackend b(disks(3));
+  const IoRegion from{0, 1, 4001};
+  run_copy(b, from, {{1, 3, 4001}, {2, 0, 4001}});
+  for (unsigned ep : {1u, 2u}) {
+    const auto& w = b.written(ep);
+    const std::uint64_t start = ep == 1 ? sectors_to_bytes(3) : 0;
+    REQUIRE(std::all_of(w.begin() + static_cast<long>(start), w.begin() + static_cast<long>(start + sectors_to_bytes(4001)),
+                        [](unsigned char c) { return c == 1; }));
+    REQUIRE(std::accumulate(w.begin(), w.end(), 0ul) == sectors_to_bytes(4001));
+  }
+}
+
+TEST_CASE("short transfers are continued where they stopped") {
+  FaultBackend b(disks(2));
+  b.short_cap = 4096 + 512;  // every transfer stops short, at a sector boundary
+  const auto originals = b.disks_;
+  const IoRegion from{0, 0, 2048};
+  const JobResult r = run_copy(b, from, {{1, 16, 2048}});
+  REQUIRE_FALSE(r.read_err);
+  REQUIRE(r.write_err == 0);
+  require_exact_copy(b, originals[0], from, {1, 16, 2048}, originals[1]);
+}
+
+TEST_CASE("a read error stops the job with read_err and names the failed sectors") {
+  FaultBackend b(disks(2));
+  // 16 KiB sub-jobs, 4 buffers: the fault sits in sub-job 20 of 128.
+  b.faults.push_back({0, IoOp::read, sectors_to_bytes(20 * 32 + 5), sectors_to_bytes(20 * 32 + 6), EIO});
+  const JobResult r =
+      run_copy(b, {0, 0, 4096}, {{1, 0, 4096}}, 0, {.pages = 16, .io_size = 16 * 1024});  // 4 sub-jobs in flight
+  REQUIRE(r.read_err);
+  REQUIRE(r.write_err == 0);
+  REQUIRE(r.read_error.error == EIO);
+  REQUIRE(r.read_error.sector == 20 * 32);  // the start of the failed request
+  REQUIRE(r.read_error.count == 32);
+  // No new sub-job after the failure: at most the pool's 4 buffers beyond it were in flight.
+  REQUIRE(r.sectors_written[0] <= 24 * 32);
+  REQUIRE(r.sectors_written[0] >= 20 * 32 - 4 * 32);
+}
+
+TEST_CASE("a write error on destination 2 of 3 sets exactly bit 1, and 1 and 3 get the whole copy") {
+  FaultBackend b(disks(4));
+  const auto originals = b.disks_;
+  b.faults.push_back({2, IoOp::write, sectors_to_bytes(1000), sectors_to_bytes(1001), ENOSPC});
+  const IoRegion from{0, 0, 4096};
+  const std::vector<IoRegion> dests{{1, 0, 4096}, {2, 0, 4096}, {3, 0, 4096}};
+  const JobResult r = run_copy(b, from, dests);
+  REQUIRE_FALSE(r.read_err);
+  REQUIRE(r.write_err == 0b010);
+  REQUIRE(r.write_error[1].error == ENOSPC);
+  REQUIRE(r.write_error[1].sector <= 1000);
+  REQUIRE(r.write_error[1].sector + r.write_error[1].count > 1000);
+  require_exact_copy(b, originals[0], from, dests[0], originals[1]);
+  require_exact_copy(b, originals[0], from, dests[2], originals[3]);
+  // The failed destination is dropped: no write is started on it afterwards
+  // (a few may already have been in flight in the same batch).
+  REQUIRE(b.writes_after_failure(2) <= 4);
+  REQUIRE(r.sectors_written[1] < 4096);
+}
+
+TEST_CASE("the copy stops only when every destination has failed") {
+  FaultBackend b(disks(3));
+  b.faults.push_back({1, IoOp::write, 0, disk_bytes, EIO});
+  b.faults.push_back({2, IoOp::write, 0, disk_bytes, EIO});
+  const JobResult r = run_copy(b, {0, 0, 8192}, {{1, 0, 8192}, {2, 0, 8192}});
+  REQUIRE(r.write_err == 0b11);
+  REQUIRE_FALSE(r.read_err);
+  // Stopped early: no more writes than the first pool's worth.
+  REQUIRE(b.write_submit_sizes.size() <= 8);
+}
+
+TEST_CASE("one read is fanned out to every destination in a single submit") {
+  FaultBackend b(disks(4));
+  run_copy(b, {0, 0, 1024}, {{1, 0, 1024}, {2, 0, 1024}, {3, 0, 1024}});
+  REQUIRE(!b.write_submit_sizes.empty());
+  for (std::size_t n : b.write_submit_sizes) REQUIRE(n == 3);
+}
+
+TEST_CASE("reads in flight never exceed the page pool's buffers") {
+  FaultBackend b(disks(2));
+  run_copy(b, {0, 0, 8000}, {{1, 0, 8000}}, 0, {.pages = 12, .io_size = 16 * 1024});  // 3 buffers
+  REQUIRE(b.max_reads_in_flight <= 3);
+  REQUIRE(b.max_reads_in_flight >= 2);  // and the pipeline is used
+}
+
+TEST_CASE("every destination is flushed, and a failed flush marks that destination") {
+  FaultBackend b(disks(3));
+  b.flush_error_on = 2;
+  const JobResult r = run_copy(b, {0, 0, 64}, {{1, 0, 64}, {2, 0, 64}});
+  REQUIRE(r.write_err == 0b10);
+  REQUIRE(r.flush_error[1] == EIO);
+  REQUIRE(b.flushed == std::vector<unsigned>{1, 2});
+}
+
+TEST_CASE("copy_no_flush skips the flush") {
+  FaultBackend b(disks(2));
+  const JobResult r = run_copy(b, {0, 0, 64}, {{1, 0, 64}}, copy_no_flush);
+  REQUIRE(r.write_err == 0);
+  REQUIRE(b.flushed.empty());
+}
+
+TEST_CASE("with copy_ignore_errors an unreadable range is written as zeroes and the rest is copied") {
+  FaultBackend b(disks(2));
+  const auto originals = b.disks_;
+  b.faults.push_back({0, IoOp::read, sectors_to_bytes(64), sectors_to_bytes(65), EIO});
+  const JobResult r = run_copy(b, {0, 0, 256}, {{1, 0, 256}}, copy_ignore_errors);
+  REQUIRE(r.read_err);
+  REQUIRE(r.write_err == 0);
+  REQUIRE(same_bytes(b, 1, 0, originals[0], 0, 64));
+  REQUIRE(same_bytes(b, 1, 96, originals[0], 96, 160));
+  REQUIRE(r.sectors_written[0] == 256);
+}
+
+TEST_CASE("stop() ends the job early with stopped set, after the I/O in flight") {
+  FaultBackend b(disks(2));
+  std::promise<JobResult> done;
+  {
+    KcopydClient client(std::make_unique<Borrowed>(b), {.pages = 4, .io_size = 4096});
+    client.stop();
+    client.copy({0, 0, 8192}, std::vector<IoRegion>{{1, 0, 8192}}, 0, [&](const JobResult& r) { done.set_value(r); });
+  }
+  const JobResult r = done.get_future().get();
+  REQUIRE(r.stopped);
+  REQUIRE(r.sectors_written[0] < 8192);
+  REQUIRE(b.flushed == std::vector<unsigned>{1});  // what was written is still flushed
+}
+
+TEST_CASE("a destination count that differs from the source's is refused") {
+  FaultBackend b(disks(2));
+  KcopydClient client(std::make_unique<Borrowed>(b), {.pages = 4, .io_size = 4096});
+  REQUIRE_THROWS_AS(client.copy({0, 0, 10}, std::vector<IoRegion>{{1, 0, 11}}, 0, {}), Error);
+}
