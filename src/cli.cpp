@@ -55,6 +55,9 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
           },
           ""));
   app.add_option("--io-size", io_size, "size of one sub-job, e.g. 512K, 1M, 2048s (default 1M)")->type_name("SIZE");
+  app.add_flag("--ignore-errors", opt.ignore_errors,
+               "go on past read and write errors: retry failed sub-jobs one logical block at a time,\n"
+               "write unreadable blocks as zeroes, list every bad range");
   app.add_flag("--buffered", opt.buffered, "do not use O_DIRECT (go through the page cache)");
   app.add_flag("--no-flush", opt.no_flush, "skip the final fdatasync of each destination");
   app.add_flag("-f,--force", opt.force, "write to a block device even when it is in use (no O_EXCL)");

@@ -88,38 +88,46 @@ int run_copy_command(const Options& options) {
   for (std::size_t i = 0; i < options.regions.size(); ++i)
     args.push_back(parse_region(options.regions[i], role_of(i), exists));
 
-  // Each device is opened once, even when several destinations are on it: a
-  // second O_EXCL open of the same block device would fail with EBUSY.
+  // Each device is opened once, whatever number of regions it holds: a second
+  // O_EXCL open of a block device would fail with EBUSY, and the engine sees
+  // regions on one endpoint as regions on one device (memmove ordering).
+  std::vector<std::optional<DeviceIdentity>> ids;
+  std::vector<std::size_t> device_of;  // region i is on devices[device_of[i]]
+  std::vector<std::size_t> first_region;  // of each device
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    ids.push_back(Device::identify(args[i].path));
+    std::size_t k = 0;
+    while (k < first_region.size() && !(ids[i] && ids[first_region[k]] == ids[i])) ++k;
+    if (k == first_region.size()) first_region.push_back(i);
+    device_of.push_back(k);
+  }
   CreatedFiles created;
   std::vector<Device> devices;
-  std::vector<std::size_t> device_of;  // region i is on devices[device_of[i]]
-  std::vector<EndpointInfo> endpoints;
-  devices.reserve(args.size());
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const auto id = Device::identify(args[i].path);
-    const auto same = std::find_if(devices.begin() + (i > 0), devices.end(),
-                                   [&](const Device& d) { return id && d.identity() == *id; });
-    if (i > 0 && same != devices.end()) {
-      device_of.push_back(static_cast<std::size_t>(same - devices.begin()));
-    } else {
-      const OpenOptions open{.write = i > 0, .buffered = options.buffered, .exclusive = !options.force};
-      devices.push_back(Device::open(args[i].path, role_of(i), open));
-      device_of.push_back(devices.size() - 1);
-    }
-    const Device& dev = devices[device_of.back()];
+  for (std::size_t k = 0; k < first_region.size(); ++k) {
+    const std::size_t i = first_region[k];
+    const bool has_dest = std::any_of(device_of.begin() + 1, device_of.end(), [&](std::size_t d) { return d == k; });
+    const OpenOptions open{
+        .read = device_of[0] == k, .write = has_dest, .buffered = options.buffered, .exclusive = !options.force};
+    const Device& dev = devices.emplace_back(Device::open(args[i].path, role_of(i), open));
     if (dev.created()) created.paths.push_back(dev.path());
     if (dev.direct_refused())
       spdlog::info("{} '{}': O_DIRECT is not supported there; using buffered I/O", role_of(i), dev.path());
+  }
+  std::vector<EndpointInfo> endpoints;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const Device& dev = devices[device_of[i]];
     endpoints.push_back({role_of(i), args[i].path, dev.size_bytes(), !dev.is_block(), dev.identity()});
   }
-  const CopyPlan plan = plan_copy(args, endpoints);
+  CopyPlan plan = plan_copy(args, endpoints);
+  plan.from.endpoint = static_cast<unsigned>(device_of[0]);
+  for (auto& d : plan.dests) d.endpoint = static_cast<unsigned>(device_of[d.endpoint]);
 
   // A copy of one sub-job or less is done with plain pread/pwrite: an AIO
   // context costs more to tear down (an RCU grace period) than it would save.
   std::vector<FdEndpoint> fds;
-  for (const std::size_t d : device_of) fds.push_back(devices[d].endpoint());
+  for (const auto& dev : devices) fds.push_back(dev.endpoint());
   const ClientConfig config{options.pages, options.io_size};
-  const std::size_t max_requests = PagePool::capacity_for(config.pages, config.io_size) * (1 + max_destinations);
+  const std::size_t max_requests = KcopydClient::max_requests(config);
   std::unique_ptr<IoBackend> backend;
   if (sectors_to_bytes(plan.from.count) <= options.io_size)
     backend = std::make_unique<SyncBackend>(std::move(fds), max_requests);
@@ -134,9 +142,10 @@ int run_copy_command(const Options& options) {
   {
     KcopydClient client(std::move(backend), config);
     for (std::size_t d = 0; d < plan.dests.size(); ++d)
-      devices[device_of[d + 1]].grow_to(sectors_to_bytes(plan.dests[d].sector + plan.dests[d].count));
+      devices[plan.dests[d].endpoint].grow_to(sectors_to_bytes(plan.dests[d].sector + plan.dests[d].count));
     created.keep = true;  // from here on, data is written
-    client.copy(plan.from, plan.dests, options.no_flush ? unsigned{copy_no_flush} : 0u, [&](const JobResult& r) {
+    const unsigned flags = (options.no_flush ? copy_no_flush : 0u) | (options.ignore_errors ? copy_ignore_errors : 0u);
+    client.copy(plan.from, plan.dests, flags, [&](const JobResult& r) {
       result = r;
       const std::uint64_t one = 1;
       [[maybe_unused]] auto n = ::write(done.get(), &one, sizeof one);
@@ -145,7 +154,7 @@ int run_copy_command(const Options& options) {
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-  report_result(result, plan, endpoints);
+  report_result(result, plan, endpoints, options.ignore_errors);
   const double mib = static_cast<double>(sectors_to_bytes(plan.from.count)) / (1 << 20);
   spdlog::debug("copied {} sectors to {} destination(s) in {:.3f} s ({:.1f} MiB/s)", plan.from.count,
                 plan.dests.size(), seconds, seconds > 0 ? mib / seconds : 0.0);

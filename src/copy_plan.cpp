@@ -47,16 +47,27 @@ CopyPlan plan_copy(std::span<const RegionArg> args, std::span<const EndpointInfo
     if (!ep.growable && (d.sector > ep_sectors || d.count > ep_sectors - d.sector))
       throw Error(describe(ep, d) + " ends past the end of the device (" + std::to_string(ep_sectors) +
                   " sectors)");
-    if (ep.identity == src.identity && overlaps(d, plan.from))
-      throw Error(d.sector == plan.from.sector ? describe(ep, d) + " is the source range itself"
-                                               : describe(ep, d) + " overlaps the source range " +
-                                                     std::to_string(plan.from.sector) + "+" +
-                                                     std::to_string(plan.from.count) + " on the same device");
+    if (ep.identity == src.identity && d.sector == plan.from.sector)
+      throw Error(describe(ep, d) + " is the source range itself: nothing to copy");
     for (std::size_t j = 0; j < plan.dests.size(); ++j)
       if (endpoints[j + 1].identity == ep.identity && overlaps(plan.dests[j], d))
         throw Error(describe(ep, d) + " overlaps " + describe(endpoints[j + 1], plan.dests[j]));
     plan.dests.push_back(d);
   }
+
+  // A destination overlapping the source is copied like memmove: in descending
+  // order when it lies above the source, ascending when below. Two that need
+  // opposite orders cannot both be served.
+  const EndpointInfo* above = nullptr;
+  const EndpointInfo* below = nullptr;
+  for (std::size_t i = 0; i < plan.dests.size(); ++i) {
+    const IoRegion& d = plan.dests[i];
+    if (endpoints[i + 1].identity == src.identity && overlaps(d, plan.from))
+      (d.sector > plan.from.sector ? above : below) = &endpoints[i + 1];
+  }
+  if (above && below)
+    throw Error(above->role + " and " + below->role +
+                " overlap the source from opposite sides: no copy order keeps the source intact; copy in two runs");
   return plan;
 }
 

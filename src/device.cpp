@@ -86,7 +86,7 @@ Device Device::open(const std::string& path, const std::string& role, const Open
     fail(role, path, "is not a block device or regular file");
   const bool is_block = exists && S_ISBLK(st.st_mode);
 
-  int flags = O_CLOEXEC | (options.write ? O_WRONLY : O_RDONLY);
+  int flags = O_CLOEXEC | (!options.write ? O_RDONLY : options.read ? O_RDWR : O_WRONLY);
   if (!exists) {
     flags |= O_CREAT | O_EXCL;  // O_EXCL: we know we created it
     dev.created_ = true;

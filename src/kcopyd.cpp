@@ -8,6 +8,26 @@
 #include "kcopy/sub_job_plan.hpp"
 
 namespace kcopy {
+namespace {
+
+// Logical-block retries in flight at once, over all sub-jobs: deep enough to
+// keep a disk busy, small enough to stay a fixed allocation.
+constexpr std::size_t retry_depth = 128;
+// Failed ranges a job lists per endpoint (more are only counted).
+constexpr std::size_t listed_ranges_ignoring = 65536;
+constexpr std::size_t listed_ranges_stopping = 64;
+
+std::uint64_t region_byte(const IoRegion& r) { return sectors_to_bytes(r.sector); }
+
+bool overlaps(std::uint64_t a, std::uint64_t a_len, std::uint64_t b, std::uint64_t b_len) {
+  return a_len > 0 && b_len > 0 && a < b + b_len && b < a + a_len;
+}
+
+// Slot 0 of a sub-job is its read; slot 1 + d its write to destination d.
+constexpr unsigned read_slot = 0;
+constexpr unsigned write_slot(unsigned dest) { return 1 + dest; }
+
+}  // namespace
 
 // One queued copy (dm-kcopyd's struct kcopyd_job).
 struct KcopydClient::Job {
@@ -17,9 +37,11 @@ struct KcopydClient::Job {
   unsigned flags = 0;
   NotifyFn notify;
   SubJobPlan plan;
-  std::uint64_t next = 0;  // sub-jobs started so far
-  unsigned live = 0;       // bit i: destination i is still written
-  unsigned in_flight = 0;  // sub-jobs started and not ended
+  bool descending = false;  // memmove order: the destination is above the source
+  unsigned gated = 0;       // bit d: destination d overlaps the source on its device
+  std::uint64_t next = 0;   // sub-jobs started so far, in the job's order
+  unsigned live = 0;        // bit d: destination d is still written
+  unsigned in_flight = 0;   // sub-jobs started and not ended
   JobResult result{};
 
   bool ignore_errors() const { return flags & copy_ignore_errors; }
@@ -28,37 +50,47 @@ struct KcopydClient::Job {
   bool stopping(bool stop_requested) const {
     return stop_requested || live == 0 || (result.read_err && !ignore_errors());
   }
+  // The sub-job at `position` in the order the job runs them.
+  Extent at(std::uint64_t position) const { return plan.at(descending ? plan.count() - 1 - position : position); }
 };
 
 // One piece of a job in flight: a pool buffer, its read, and one write per
 // destination, all from the same buffer (dm-kcopyd's sub-job).
 struct KcopydClient::SubJob {
-  Job* job = nullptr;
+  // A failed request redone one logical block at a time (copy_ignore_errors).
+  struct Retry {
+    std::span<std::byte> buffer;  // what the failed request still had to do
+    std::uint64_t offset = 0;     // bytes, on the endpoint, of buffer[0]
+    std::uint64_t next = 0;       // bytes of buffer submitted so far
+    std::uint64_t failed = 0;     // bytes that failed again
+    unsigned in_flight = 0;
+  };
+
+  Job* job = nullptr;  // null while free
   std::span<std::byte> buffer;
   Extent extent;
+  std::uint64_t position = 0;  // in the job's order
+  bool reading = false;
   unsigned writes_pending = 0;
   IoRequest read;
   std::array<IoRequest, max_destinations> writes;
+  std::array<Retry, 1 + max_destinations> retry;  // by slot
 };
 
-namespace {
-
-std::uint64_t region_byte(const IoRegion& r) { return sectors_to_bytes(r.sector); }
-
-// The first failure on an endpoint: the sectors the failed request still had to do.
-ErrorRange failed_range(const IoRequest& req) {
-  const int error = req.result < 0 ? static_cast<int>(-req.result) : EIO;  // 0: unexpected end
-  return {bytes_to_sectors(req.offset), bytes_to_sectors(req.buffer.size() + sector_size - 1), error};
+std::size_t KcopydClient::max_requests(const ClientConfig& config) {
+  return PagePool::capacity_for(config.pages, config.io_size) * max_destinations + retry_depth;
 }
-
-}  // namespace
 
 KcopydClient::KcopydClient(std::unique_ptr<IoBackend> backend, const ClientConfig& config)
     : backend_(std::move(backend)), io_size_(config.io_size), pool_(config.pages, config.io_size) {
   sub_jobs_.resize(pool_.capacity());
   for (auto& sj : sub_jobs_) free_sub_jobs_.push_back(&sj);
-  batch_.reserve(max_destinations * sub_jobs_.size());
-  completions_.resize((1 + max_destinations) * sub_jobs_.size());
+  batch_.reserve(std::max(max_destinations * sub_jobs_.size(), retry_depth));
+  completions_.resize(max_requests(config));
+  held_.reserve(sub_jobs_.size());
+  retry_requests_.resize(retry_depth);
+  for (auto& r : retry_requests_) free_retries_.push_back(&r);
+  retry_queue_.reserve(sub_jobs_.size() * (1 + max_destinations));
   io_thread_ = std::thread([this] { run(); });
 }
 
@@ -75,20 +107,37 @@ void KcopydClient::copy(const IoRegion& from, std::span<const IoRegion> dests, u
   if (dests.empty() || dests.size() > max_destinations)
     throw Error("a copy needs 1 to " + std::to_string(max_destinations) + " destinations");
   std::uint32_t alignment = backend_->alignment(from.endpoint);
-  for (const auto& d : dests) {
-    if (d.count != from.count) throw Error("a destination's count differs from the source's");
-    alignment = std::max(alignment, backend_->alignment(d.endpoint));
+  bool up = false, down = false;  // destinations overlapping the source from above, from below
+  unsigned gated = 0;
+  for (unsigned d = 0; d < dests.size(); ++d) {
+    const IoRegion& r = dests[d];
+    if (r.count != from.count) throw Error("a destination's count differs from the source's");
+    alignment = std::max(alignment, backend_->alignment(r.endpoint));
+    if (r.endpoint == from.endpoint && overlaps(r.sector, r.count, from.sector, from.count)) {
+      if (r.sector == from.sector) throw Error("a destination is the source range itself");
+      (r.sector > from.sector ? up : down) = true;
+      gated |= 1u << d;
+    }
   }
+  if (up && down)
+    throw Error("two destinations overlap the source from opposite sides: no copy order keeps the source intact");
+
   auto job = std::make_unique<Job>(Job{
       .from = from,
       .num_dests = static_cast<unsigned>(dests.size()),
       .flags = flags,
       .notify = std::move(notify),
       .plan = SubJobPlan(region_byte(from), sectors_to_bytes(from.count), io_size_, alignment),
+      .descending = up,
+      .gated = gated,
   });
   std::copy(dests.begin(), dests.end(), job->dests.begin());
   job->live = (1u << dests.size()) - 1;
-  job->result.sectors_total = from.count;
+  JobResult& result = job->result;
+  result.sectors_total = from.count;
+  const std::size_t listed = (flags & copy_ignore_errors) ? listed_ranges_ignoring : listed_ranges_stopping;
+  result.read_errors = ErrorRanges(listed);
+  for (unsigned d = 0; d < dests.size(); ++d) result.write_errors[d] = ErrorRanges(listed);
   {
     std::lock_guard lock(mutex_);
     jobs_.push_back(std::move(job));
@@ -115,6 +164,7 @@ void KcopydClient::run() {
 void KcopydClient::run_job(Job& job) {
   for (;;) {
     start_sub_jobs(job);
+    if (!held_.empty()) drop_stranded_writes(job);
     if (job.in_flight == 0) break;
     const std::size_t n = backend_->reap(completions_, 1);
     for (std::size_t i = 0; i < n; ++i) on_complete(*completions_[i]);
@@ -130,9 +180,11 @@ void KcopydClient::start_sub_jobs(Job& job) {
     SubJob& sj = *free_sub_jobs_.back();
     free_sub_jobs_.pop_back();
     sj.job = &job;
-    sj.extent = job.plan.at(job.next++);
+    sj.position = job.next++;
+    sj.extent = job.at(sj.position);
     sj.buffer = pool_.get().first(sj.extent.length);
-    sj.read = {IoOp::read, job.from.endpoint, sj.buffer, region_byte(job.from) + sj.extent.offset, 0, &sj};
+    sj.reading = true;
+    sj.read = {IoOp::read, job.from.endpoint, sj.buffer, region_byte(job.from) + sj.extent.offset, 0, &sj, read_slot};
     ++job.in_flight;
     batch_.push_back(&sj.read);
   }
@@ -141,7 +193,6 @@ void KcopydClient::start_sub_jobs(Job& job) {
 
 void KcopydClient::on_complete(IoRequest& req) {
   SubJob& sj = *static_cast<SubJob*>(req.owner);
-  Job& job = *sj.job;
   const auto done = static_cast<std::size_t>(std::max(req.result, 0L));
   if (req.result > 0 && done < req.buffer.size()) {
     // A short transfer is not an error: continue where it stopped.
@@ -151,37 +202,153 @@ void KcopydClient::on_complete(IoRequest& req) {
     backend_->submit(std::span(&again, 1));
     return;
   }
-  const bool failed = req.result <= 0 && !req.buffer.empty();
-  if (req.op == IoOp::read) {
-    if (failed) {
-      if (!job.result.read_err) job.result.read_error = failed_range(req);
-      job.result.read_err = true;
-      if (!job.ignore_errors()) return end_sub_job(sj);
-      // DM_KCOPYD_IGNORE_ERROR: what could not be read is written as zeroes.
-      std::memset(req.buffer.data(), 0, req.buffer.size());
-    }
-    return on_read_done(sj);
+  if (&req >= retry_requests_.data() && &req < retry_requests_.data() + retry_requests_.size())
+    return on_retry_done(sj, req);
+  if (req.result <= 0 && !req.buffer.empty()) return on_failure(sj, req);
+  slot_done(sj, req.tag);
+}
+
+// A sub-job's read or write failed (result -errno, or 0: an unexpected end).
+void KcopydClient::on_failure(SubJob& sj, IoRequest& req) {
+  Job& job = *sj.job;
+  if (job.ignore_errors()) {
+    // DM_KCOPYD_IGNORE_ERROR: redo it one logical block at a time, so that only
+    // the blocks that really fail are lost.
+    sj.retry[req.tag] = {req.buffer, req.offset, 0, 0, 0};
+    retry_queue_.emplace_back(&sj, req.tag);
+    return pump_retries();
   }
-  const auto dest = static_cast<unsigned>(&req - sj.writes.data());
-  if (failed) {
-    const unsigned long bit = 1ul << dest;
-    if (!(job.result.write_err & bit)) job.result.write_error[dest] = failed_range(req);
-    job.result.write_err |= bit;
-    if (!job.ignore_errors()) job.live &= ~(1u << dest);  // nothing more is written to it
-  } else {
-    job.result.sectors_written[dest] += bytes_to_sectors(sj.extent.length);
+  const int error = req.result < 0 ? static_cast<int>(-req.result) : EIO;
+  const std::uint64_t sector = bytes_to_sectors(req.offset);
+  const std::uint64_t count = bytes_to_sectors(req.buffer.size() + sector_size - 1);
+  if (req.tag == read_slot) {
+    job.result.read_errors.add(sector, count, error);
+    job.result.read_err = true;
+    sj.reading = false;
+    end_sub_job(sj);
+    return release_held_writes(job);
   }
+  const unsigned dest = req.tag - 1;
+  job.result.write_errors[dest].add(sector, count, error);
+  job.result.write_err |= 1ul << dest;
+  job.live &= ~(1u << dest);  // nothing more is written to it
   if (--sj.writes_pending == 0) end_sub_job(sj);
 }
 
-// Fans the buffer out to every live destination, all writes in one submit.
+// Submits logical-block retries while there are free retry requests.
+void KcopydClient::pump_retries() {
+  batch_.clear();
+  while (!free_retries_.empty() && !retry_queue_.empty()) {
+    auto [sj, slot] = retry_queue_.front();
+    SubJob::Retry& r = sj->retry[slot];
+    const IoRequest& failed = slot == read_slot ? sj->read : sj->writes[slot - 1];
+    // A block of the endpoint's logical block size, on its boundaries.
+    const std::uint64_t block = std::max<std::uint64_t>(backend_->alignment(failed.endpoint), sector_size);
+    const std::uint64_t at = r.offset + r.next;
+    const std::uint64_t len = std::min(r.buffer.size() - r.next, block - at % block);
+    IoRequest* q = free_retries_.back();
+    free_retries_.pop_back();
+    *q = {failed.op, failed.endpoint, r.buffer.subspan(r.next, len), at, 0, sj, slot};
+    r.next += len;
+    ++r.in_flight;
+    batch_.push_back(q);
+    if (r.next == r.buffer.size()) retry_queue_.erase(retry_queue_.begin());
+  }
+  if (!batch_.empty()) backend_->submit(batch_);
+}
+
+void KcopydClient::on_retry_done(SubJob& sj, IoRequest& req) {
+  Job& job = *sj.job;
+  const unsigned slot = req.tag;
+  SubJob::Retry& r = sj.retry[slot];
+  if (req.result <= 0 && !req.buffer.empty()) {
+    const int error = req.result < 0 ? static_cast<int>(-req.result) : EIO;
+    const std::uint64_t sector = bytes_to_sectors(req.offset);
+    const std::uint64_t count = bytes_to_sectors(req.buffer.size() + sector_size - 1);
+    r.failed += req.buffer.size();
+    if (slot == read_slot) {
+      job.result.read_errors.add(sector, count, error);
+      job.result.read_err = true;
+      std::memset(req.buffer.data(), 0, req.buffer.size());  // written as zeroes, as kcopyd does
+    } else {
+      job.result.write_errors[slot - 1].add(sector, count, error);
+      job.result.write_err |= 1ul << (slot - 1);
+    }
+  }
+  free_retries_.push_back(&req);
+  if (--r.in_flight == 0 && r.next == r.buffer.size()) slot_done(sj, slot);
+  pump_retries();
+}
+
+// A slot's request has completed, directly or through retries.
+void KcopydClient::slot_done(SubJob& sj, unsigned slot) {
+  Job& job = *sj.job;
+  if (slot == read_slot) return on_read_done(sj);
+  job.result.sectors_written[slot - 1] += bytes_to_sectors(sj.extent.length - sj.retry[slot].failed);
+  sj.retry[slot].failed = 0;
+  if (--sj.writes_pending == 0) end_sub_job(sj);
+}
+
 void KcopydClient::on_read_done(SubJob& sj) {
+  Job& job = *sj.job;
+  sj.reading = false;
+  sj.retry[read_slot].failed = 0;
+  if (!job.gated) return start_writes(sj);
+  held_.push_back(&sj);
+  release_held_writes(job);
+}
+
+// memmove safety: starts the writes of held sub-jobs that no longer cover any
+// source byte still unread. "Unread" is everything from the first sub-job (in
+// the job's order) whose read has not completed: a conservative frontier that
+// costs one pass over the few sub-jobs in flight.
+void KcopydClient::release_held_writes(Job& job) {
+  if (held_.empty()) return;
+  std::uint64_t frontier = job.next;
+  for (const SubJob& s : sub_jobs_)
+    if (s.job == &job && s.reading) frontier = std::min(frontier, s.position);
+  std::uint64_t unread_begin = 0, unread_len = 0;  // bytes from the start of the job
+  if (frontier < job.plan.count()) {
+    const Extent e = job.at(frontier);
+    unread_begin = job.descending ? 0 : e.offset;
+    unread_len = job.descending ? e.offset + e.length : sectors_to_bytes(job.from.count) - e.offset;
+  }
+  const std::uint64_t unread_at = region_byte(job.from) + unread_begin;
+  for (std::size_t i = 0; i < held_.size();) {
+    SubJob& sj = *held_[i];
+    bool blocked = false;
+    for (unsigned d = 0; d < job.num_dests && !blocked; ++d)
+      blocked = (job.gated & (1u << d)) &&
+                overlaps(region_byte(job.dests[d]) + sj.extent.offset, sj.extent.length, unread_at, unread_len);
+    if (blocked) {
+      ++i;
+      continue;
+    }
+    held_[i] = held_.back();
+    held_.pop_back();
+    start_writes(sj);
+  }
+}
+
+// A stopped job starts no more reads, so a held write that waits for source
+// sectors nobody will read never goes: once no read is left in flight, the held
+// sub-jobs end unwritten (writing them would destroy source data not yet copied).
+void KcopydClient::drop_stranded_writes(Job& job) {
+  if (!job.stopping(stop_requested_.load(std::memory_order_relaxed))) return;
+  if (std::any_of(sub_jobs_.begin(), sub_jobs_.end(), [&](const SubJob& s) { return s.job == &job && s.reading; }))
+    return;
+  for (SubJob* sj : held_) end_sub_job(*sj);
+  held_.clear();
+}
+
+// Fans the buffer out to every live destination, all writes in one submit.
+void KcopydClient::start_writes(SubJob& sj) {
   Job& job = *sj.job;
   batch_.clear();
   for (unsigned d = 0; d < job.num_dests; ++d) {
     if (!(job.live & (1u << d))) continue;
     sj.writes[d] = {IoOp::write, job.dests[d].endpoint, sj.buffer, region_byte(job.dests[d]) + sj.extent.offset, 0,
-                    &sj};
+                    &sj,          write_slot(d)};
     batch_.push_back(&sj.writes[d]);
   }
   sj.writes_pending = static_cast<unsigned>(batch_.size());
@@ -193,6 +360,7 @@ void KcopydClient::end_sub_job(SubJob& sj) {
   Job& job = *sj.job;
   sectors_done_.fetch_add(bytes_to_sectors(sj.extent.length), std::memory_order_relaxed);
   pool_.put(sj.buffer);
+  sj.job = nullptr;
   free_sub_jobs_.push_back(&sj);
   --job.in_flight;
 }
@@ -203,13 +371,15 @@ void KcopydClient::finish(Job& job) {
   result.stopped = job.next < job.plan.count() && stop_requested_.load(std::memory_order_relaxed);
   if (!(job.flags & copy_no_flush)) {
     for (unsigned d = 0; d < job.num_dests; ++d) {
-      if (result.write_err & (1ul << d)) continue;
+      if (!(job.live & (1u << d))) continue;
       if (const int rc = backend_->flush(job.dests[d].endpoint); rc < 0) {
         result.flush_error[d] = -rc;
         result.write_err |= 1ul << d;
       }
     }
   }
+  result.read_errors.sort_and_merge();
+  for (auto& w : result.write_errors) w.sort_and_merge();
   if (job.notify) job.notify(result);
 }
 

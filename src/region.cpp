@@ -88,8 +88,32 @@ std::string parse_sector_count(std::string_view text, std::uint64_t& sectors) {
   return "";
 }
 
+// `text` as it may appear inside a one-line message: a control character other than a tab
+// (a newline or carriage return in an argument, say) becomes a C escape (\n, \r, \x1b),
+// so that the message stays one line on the terminal and in the log.
+std::string printable(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '\t' || (byte >= 0x20 && byte != 0x7f)) {
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else {
+      constexpr std::string_view hex = "0123456789abcdef";
+      out += "\\x";
+      out += hex[byte >> 4];
+      out += hex[byte & 0xf];
+    }
+  }
+  return out;
+}
+
 std::string quoted(std::string_view what, std::string_view text) {
-  return std::string(what) + " '" + std::string(text) + "' ";
+  return std::string(what) + " '" + printable(text) + "' ";
 }
 
 // A field the user evidently meant as a number: an error if it does not parse, rather
@@ -103,7 +127,7 @@ bool looks_numeric(std::string_view field) {
 }  // namespace
 
 RegionArg parse_region(std::string_view arg, std::string_view role, const PathExists& exists) {
-  const std::string prefix = std::string(role) + " '" + std::string(arg) + "': ";
+  const std::string prefix = std::string(role) + " '" + printable(arg) + "': ";
   auto fail = [&](const std::string& what) { return Error(prefix + what); };
 
   // Reading k splits k trailing fields off: the path is arg[0, path_end[k]).

@@ -11,22 +11,28 @@ int exit_status(const JobResult& result, int signal) {
   return static_cast<int>(result.write_err & 63) | (result.read_err ? 64 : 0);
 }
 
-void report_result(const JobResult& result, const CopyPlan& plan, std::span<const EndpointInfo> endpoints) {
-  const EndpointInfo& src = endpoints[0];
-  if (result.read_err) {
-    const ErrorRange& e = result.read_error;
-    spdlog::error("{} '{}': read error at sector {} (+{}): {}", src.role, src.path, e.sector, e.count,
-                  std::strerror(e.error));
-  }
+namespace {
+
+void report_ranges(const EndpointInfo& ep, const char* what, const ErrorRanges& errors, const char* tail) {
+  for (const ErrorRange& e : errors.ranges())
+    spdlog::error("{} '{}': {} error at sectors {}-{} ({} sectors): {}{}", ep.role, ep.path, what, e.sector,
+                  e.sector + e.count - 1, e.count, std::strerror(e.error), tail);
+  if (errors.not_listed())
+    spdlog::error("{} '{}': {} more {} error ranges not listed", ep.role, ep.path, errors.not_listed(), what);
+}
+
+}  // namespace
+
+void report_result(const JobResult& result, const CopyPlan& plan, std::span<const EndpointInfo> endpoints,
+                   bool ignore_errors) {
+  report_ranges(endpoints[0], "read", result.read_errors, "");
   for (std::size_t d = 0; d < plan.dests.size(); ++d) {
     const EndpointInfo& ep = endpoints[d + 1];
-    if (const ErrorRange& e = result.write_error[d]; e.error)
-      spdlog::error("{} '{}': write error at sector {} (+{}): {}; nothing more was written to it", ep.role, ep.path,
-                    e.sector, e.count, std::strerror(e.error));
+    report_ranges(ep, "write", result.write_errors[d], ignore_errors ? "" : "; nothing more was written to it");
     if (const int err = result.flush_error[d])
       spdlog::error("{} '{}': flush (fdatasync) failed: {}", ep.role, ep.path, std::strerror(err));
   }
-  if (result.stopped || result.read_err) {
+  if (result.stopped || (result.read_err && !ignore_errors)) {
     for (std::size_t d = 0; d < plan.dests.size(); ++d)
       spdlog::warn("{} '{}': {} of {} sectors written", endpoints[d + 1].role, endpoints[d + 1].path,
                    result.sectors_written[d], result.sectors_total);

@@ -15,6 +15,7 @@ struct Options {
   std::uint64_t io_size = 1 << 20;   ///< --io-size, in bytes (a multiple of 512)
   bool buffered = false;             ///< --buffered: no O_DIRECT
   bool no_flush = false;             ///< --no-flush
+  bool ignore_errors = false;        ///< --ignore-errors (DM_KCOPYD_IGNORE_ERROR)
   bool force = false;                ///< -f/--force: no O_EXCL on block devices
   int verbosity = 0;                 ///< -v count minus -q count
 };

@@ -31,8 +31,10 @@ struct CopyPlan {
 /// Fills in the defaults (source: sector 0, up to the end; destination: sector 0,
 /// the source's count) and checks, in sectors: ranges inside the source and every
 /// block-device destination, destination counts equal to the source's, 1 to 6
-/// destinations, no two destinations overlapping, no destination overlapping the
-/// source on the same device. A source whose size is not whole sectors ends at its
+/// destinations, no two destinations overlapping, no destination equal to the
+/// source range, no two destinations overlapping the source from opposite sides
+/// (destinations overlapping the source from one side are copied like memmove).
+/// A source whose size is not whole sectors ends at its
 /// last whole sector.
 ///
 /// `args[i]` goes with `endpoints[i]`. Pure: throws kcopy::Error, naming the region

@@ -16,7 +16,8 @@ namespace kcopy {
 
 /// How to open a device.
 struct OpenOptions {
-  bool write = false;     ///< destination: open write-only (files: O_CREAT)
+  bool read = true;       ///< the source is on it
+  bool write = false;     ///< a destination is on it (a missing file is created)
   bool buffered = false;  ///< --buffered: never use O_DIRECT
   bool exclusive = true;  ///< block-device destinations: O_EXCL (--force clears it)
 };
@@ -54,8 +55,9 @@ struct FdEndpoint {
 /// unaligned head or tail of a range. Both name the same file.
 class Device {
  public:
-  /// Opens `path` as `options` says. Source: O_RDONLY. Destination: O_WRONLY
-  /// (plus O_EXCL for block devices unless !exclusive; a missing file is created,
+  /// Opens `path` as `options` says: O_RDONLY, O_WRONLY or O_RDWR (a device that
+  /// holds the source and a destination), plus O_EXCL for written block devices
+  /// unless !exclusive; a missing file is created,
   /// and created() says so, so that a later setup error can remove it).
   /// Where O_DIRECT is refused (tmpfs: EINVAL), falls back to buffered I/O and
   /// sets `direct_refused()` so the caller can print a one-line notice.

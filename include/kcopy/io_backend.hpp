@@ -21,6 +21,7 @@ struct IoRequest {
   long result = 0;               ///< set by the backend: bytes transferred (may be
                                  ///< short, 0 at end of file) or -errno
   void* owner = nullptr;         ///< the engine's sub-job
+  unsigned tag = 0;              ///< the engine's own use
 };
 
 /// The operations an I/O backend provides. Called only from the engine's I/O

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "kcopy/error_ranges.hpp"
 #include "kcopy/io_backend.hpp"
 #include "kcopy/page_pool.hpp"
 #include "kcopy/units.hpp"
@@ -21,7 +22,9 @@
 namespace kcopy {
 
 /// A range of sectors on one endpoint (struct dm_io_region: bdev, sector, count).
-/// `endpoint` indexes the client's IoBackend; sector and count are 512-byte sectors.
+/// `endpoint` indexes the client's IoBackend, one endpoint per device: regions on
+/// the same endpoint are on the same device (that is how overlap is seen).
+/// Sector and count are 512-byte sectors.
 struct IoRegion {
   unsigned endpoint = 0;
   std::uint64_t sector = 0;
@@ -34,21 +37,14 @@ enum CopyFlag : unsigned {
   copy_no_flush = 1u << 2,       ///< skip the final fdatasync of each destination
 };
 
-/// A range of sectors that failed, on the endpoint it names.
-struct ErrorRange {
-  std::uint64_t sector = 0;  ///< first failed sector, on that endpoint
-  std::uint64_t count = 0;   ///< sectors
-  int error = 0;             ///< positive errno
-};
-
 /// What a finished job hands to its notify function (dm_kcopyd_notify_fn's
 /// read_err and write_err, with the details a user needs).
 struct JobResult {
   bool read_err = false;          ///< the source had a read error
   unsigned long write_err = 0;    ///< bit i: destination i had a write or flush error
   bool stopped = false;           ///< stop() cut the job short
-  ErrorRange read_error;          ///< the first failed source range (if read_err)
-  std::array<ErrorRange, max_destinations> write_error{};  ///< first failed range each
+  ErrorRanges read_errors;        ///< failed source ranges, sorted and merged
+  std::array<ErrorRanges, max_destinations> write_errors;  ///< failed ranges, each
   std::array<int, max_destinations> flush_error{};          ///< positive errno, or 0
   std::array<std::uint64_t, max_destinations> sectors_written{};  ///< completed, each
   std::uint64_t sectors_total = 0;  ///< the job's size
@@ -70,9 +66,16 @@ struct ClientConfig {
 /// bounds the queue depth); a completed read is written to every live destination
 /// from the same buffer in one submit; the buffer returns to the pool when its last
 /// write completes. A read error stops new sub-jobs (I/O in flight drains); a write
-/// error drops that destination and the others go on; with copy_ignore_errors
-/// neither stops the job. Short transfers continue where they stopped. At the end
+/// error drops that destination and the others go on. With copy_ignore_errors
+/// neither stops the job: the failed request is retried one logical block at a
+/// time (pipelined), blocks that still fail are recorded, and unreadable blocks are
+/// written as zeroes. Short transfers continue where they stopped. At the end
 /// every destination is flushed unless copy_no_flush.
+///
+/// A destination on the source's endpoint may overlap the source range: sub-jobs
+/// then run in descending order when the destination is above the source, and a
+/// sub-job's writes wait until no source sector they cover is still unread, so
+/// the result is that of memmove.
 class KcopydClient {
  public:
   /// kcopyd_client_create: allocates the page pool (`pages` pages in buffers of
@@ -87,12 +90,18 @@ class KcopydClient {
 
   /// dm_kcopyd_copy: queues a copy of `from` to every region of `dests` (1 to 6,
   /// the same count as `from`) and returns at once; `notify` runs when it ends.
-  /// Throws kcopy::Error for a count mismatch or a bad number of destinations.
+  /// Allocates the job (and room for its error lists) here, not in the I/O loop.
+  /// Throws kcopy::Error for a count mismatch, a bad number of destinations, or
+  /// two destinations overlapping the source from opposite sides.
   void copy(const IoRegion& from, std::span<const IoRegion> dests, unsigned flags, NotifyFn notify);
 
   /// Stops every job: no new sub-job starts, I/O in flight drains, destinations
   /// are flushed, and the jobs end with `stopped`. Async-signal-safe.
   void stop() { stop_requested_.store(true, std::memory_order_relaxed); }
+
+  /// The most requests a client with `config` has in flight at once: size the
+  /// backend (AioBackend's max_requests) with it.
+  static std::size_t max_requests(const ClientConfig& config);
 
   /// Sectors copied to every live destination so far, over all jobs (for progress).
   std::uint64_t sectors_done() const { return sectors_done_.load(std::memory_order_relaxed); }
@@ -105,8 +114,15 @@ class KcopydClient {
   void run_job(Job& job);
   void start_sub_jobs(Job& job);
   void on_complete(IoRequest& req);
+  void on_failure(SubJob& sj, IoRequest& req);
+  void on_retry_done(SubJob& sj, IoRequest& req);
+  void slot_done(SubJob& sj, unsigned slot);
   void on_read_done(SubJob& sj);
+  void start_writes(SubJob& sj);
+  void release_held_writes(Job& job);
+  void drop_stranded_writes(Job& job);
   void end_sub_job(SubJob& sj);
+  void pump_retries();
   void finish(Job& job);
 
   std::unique_ptr<IoBackend> backend_;
@@ -116,6 +132,10 @@ class KcopydClient {
   std::vector<SubJob*> free_sub_jobs_;
   std::vector<IoRequest*> batch_;        // requests gathered for one submit
   std::vector<IoRequest*> completions_;  // reap() output
+  std::vector<SubJob*> held_;            // read, writes waiting (overlap with unread source)
+  std::vector<IoRequest> retry_requests_;  // one logical block each
+  std::vector<IoRequest*> free_retries_;
+  std::vector<std::pair<SubJob*, unsigned>> retry_queue_;  // slots with blocks left to submit
 
   std::mutex mutex_;
   std::condition_variable queued_;

@@ -12,9 +12,10 @@ namespace kcopy {
 /// a source read error; 128+signal when a signal cut the copy short.
 int exit_status(const JobResult& result, int signal);
 
-/// Logs (spdlog, stderr) one line per failure: which endpoint, at which sector,
-/// and strerror; and, when the copy was stopped, how far each destination got.
-/// `endpoints` are the plan's (0 = source).
-void report_result(const JobResult& result, const CopyPlan& plan, std::span<const EndpointInfo> endpoints);
+/// Logs (spdlog, stderr) one line per failed range: which endpoint, which
+/// sectors (on that device), and strerror; and, when the copy was cut short,
+/// how far each destination got. `endpoints` are the plan's (0 = source).
+void report_result(const JobResult& result, const CopyPlan& plan, std::span<const EndpointInfo> endpoints,
+                   bool ignore_errors);
 
 }  // namespace kcopy

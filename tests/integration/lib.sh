@@ -407,3 +407,273 @@ stderr_line_with() {
     done <"$STDERR_FILE"
     return 1
 }
+
+# --- fault fixtures: FUSE faulty disks (tests/integration/faulty_disk.py) ----
+# A loop device over a FUSE file whose reads/writes fail with EIO at chosen
+# 512-byte sectors.  The loop device is made WITHOUT --direct-io and the file
+# system is mounted with direct_io, so each loop request reaches faulty_disk.py
+# with its real offset and size: exactly the chosen sectors fail, their
+# neighbours work.  Writes land in (and are refused from) the backing image.
+# Requests to the loop device are limited to 64 KiB (see faulty_device): a
+# request that touches a bad sector fails whole, as on a disk, and the block
+# layer may merge adjacent requests (up to 64 KiB) into one that then fails
+# whole, also as on a disk.  (The limit stays on a detached loop device:
+# faulty_disk.py resets it when it ends.)
+
+FAULTY_DISK_PY=$TESTS_DIR/faulty_disk.py
+
+# _faulty_python: a python3 that can import fusepy (Debian's python3-fusepy is
+# for /usr/bin/python3, which a pyenv or venv python3 earlier in PATH lacks).
+_faulty_python() {
+    local py
+    for py in /usr/bin/python3 "$(command -v python3 2>/dev/null)"; do
+        [[ -n $py && -x $py ]] || continue
+        "$py" -c 'try:
+    import fusepy
+except ImportError:
+    import fuse' 2>/dev/null && { printf '%s\n' "$py"; return 0; }
+    done
+    return 1
+}
+
+# need_faulty_disk: skip (77) unless FUSE faulty disks can be made here.
+# Call it at the top of the test (faulty_device runs in "$(...)", where a skip
+# would lose its message).
+need_faulty_disk() {
+    [[ -c /dev/fuse ]] || skip "no /dev/fuse"
+    _faulty_python >/dev/null || skip "python3 fusepy not installed (apt-get install python3-fusepy)"
+    command -v umount >/dev/null || skip "umount not installed"
+}
+
+# faulty_device IMAGE [faulty_disk.py OPTIONS...]: a loop device over IMAGE
+# whose I/O fails where OPTIONS say, in 512-byte sectors of IMAGE:
+#   --read-error START:COUNT      reads touching these sectors fail (EIO)
+#   --write-error START:COUNT     writes touching these sectors fail (EIO),
+#                                 and leave IMAGE's old bytes there
+#   --read-errors-from FILE, --write-errors-from FILE  (one START:COUNT a line)
+# All repeatable.  Mounts the FUSE file system on $SCRATCH/fuse.XXXXXX, loops
+# its file, records both for cleanup (loop detached first, then the unmount,
+# which ends faulty_disk.py; its guard process ends it too should this test
+# die without cleaning up) and prints the loop device.  Every failed request
+# is appended to $SCRATCH/NAME.faulty.log ("read|write OFFSET SIZE" in bytes;
+# NAME the basename of IMAGE), with request counts when the daemon stops.
+faulty_device() {
+    local image=$1 py mnt pid dev log out
+    shift
+    [[ -f $image ]] || fail "faulty_device: $image is not a regular file"
+    py=$(_faulty_python) || fail "faulty_device: no python3 with fusepy (call need_faulty_disk first)"
+    mnt=$(mktemp -d "$SCRATCH/fuse.XXXXXX")
+    log=$SCRATCH/$(basename -- "$image").faulty.log
+    out=$mnt.out
+    # Recorded before mounting: undone after the detach below (the list is
+    # undone in reverse), and harmless if the mount never happened.
+    _push_cleanup umount "$mnt"
+    # setsid: a ^C or a signal to the test's process group reaches the test,
+    # whose cleanup then tears down in order; faulty_disk.py is not killed first.
+    setsid "$py" "$FAULTY_DISK_PY" --watch-pid $$ --log "$log" --loops-file "$mnt.loops" "$@" -- "$image" "$mnt" \
+        >"$out" 2>&1 </dev/null &
+    pid=$!
+    for _ in $(seq 100); do
+        [[ -f $mnt/disk ]] && break
+        if ! kill -0 "$pid" 2>/dev/null; then
+            local rc=0
+            wait "$pid" || rc=$?
+            sed 's/^/    faulty_disk: /' "$out" >&2
+            ((rc == 77)) && skip "faulty_disk.py cannot run here"
+            fail "faulty_disk.py exited with status $rc before mounting $mnt"
+        fi
+        sleep 0.1
+    done
+    [[ -f $mnt/disk ]] || { sed 's/^/    faulty_disk: /' "$out" >&2; fail "faulty_disk.py did not mount $mnt within 10 s"; }
+    for _ in 1 2 3 4 5; do
+        if dev=$(losetup -f --show -- "$mnt/disk"); then
+            _push_cleanup detach "$dev" "$mnt/disk"
+            # faulty_disk.py resets the limit set here once the device is free.
+            printf '%s\n' "$dev" >>"$mnt.loops"
+            # At most 64 KiB per request, so that the loop driver turns each
+            # request into ONE FUSE request (<= 32 pages, <= max_write): a
+            # request split over several FUSE requests whose later part fails
+            # is completed as a short write, which the loop driver reports as
+            # success (measured: a 1 MiB write over a bad sector "succeeded"
+            # with 392 KiB missing).  With one FUSE request each, a request
+            # that touches a bad sector fails whole with EIO, as on a disk.
+            echo 64 >"/sys/block/${dev#/dev/}/queue/max_sectors_kb" ||
+                fail "cannot limit requests of $dev to 64 KiB"
+            printf '%s\n' "$dev"
+            return 0
+        fi
+        sleep 0.2
+    done
+    fail "cannot attach $mnt/disk to a loop device"
+}
+
+# faulty_log IMAGE: the log faulty_device keeps for IMAGE (failed requests).
+faulty_log() {
+    printf '%s\n' "$SCRATCH/$(basename -- "$1").faulty.log"
+}
+
+# restore_backing IMAGE ORIG: write ORIG back into the backing IMAGE of a
+# faulty device in place (its write-error sectors refuse writes through the
+# device), and drop DEV's cached pages if a device is given as 3rd argument.
+restore_backing() {
+    dd if="$2" of="$1" bs=1M conv=notrunc,fsync status=none || fail "cannot restore $1 from $2"
+    [[ -z ${3:-} ]] || blockdev --flushbufs "$3" || fail "cannot flush buffers of $3"
+}
+
+# bad_range_line WHAT PATH A B: the exact stderr line kcopy prints for a
+# failed range A-B (inclusive, 512-byte sectors).  WHAT: "source" or
+# "destination N".  Read errors name the source; write errors a destination.
+bad_range_line() {
+    local what=$1 path=$2 a=$3 b=$4 kind=read
+    [[ $what == source ]] || kind="write"
+    printf "kcopy: %s '%s': %s error at sectors %s-%s (%s sectors): Input/output error\n" \
+        "$what" "$path" "$kind" "$a" "$b" $((b - a + 1))
+}
+
+# model_zero EXPECTED SECTOR COUNT: zero those sectors of the model file
+# (what --ignore-errors writes over unreadable source blocks).
+model_zero() {
+    dd if=/dev/zero of="$1" bs=512 seek="$2" count="$3" conv=notrunc status=none ||
+        fail "cannot zero sectors $2+$3 of model $1"
+}
+
+# count_copied_sectors WHAT DEV DEV_SECTOR SRC SRC_SECTOR OLD COUNT: for an
+# incomplete copy: each of the COUNT sectors of DEV at DEV_SECTOR must hold
+# either the source's sector (SRC at SRC_SECTOR, a pristine copy) or its own
+# old contents (OLD, DEV's pristine copy, at DEV_SECTOR); fails naming the first
+# sector that holds neither.  Prints the number of sectors that hold the
+# source's; lists the copied ranges on stderr (relative to DEV_SECTOR).
+count_copied_sectors() {
+    local what=$1 dev=$2 ds=$3 src=$4 ss=$5 old=$6 count=$7 now
+    now=$SCRATCH/.now.$$
+    read_sectors "$dev" "$ds" "$count" >"$now" || fail "$what: cannot read $dev"
+    python3 - "$what" "$now" "$src" "$ss" "$old" "$ds" "$count" "$dev" <<'PY' || fail "$what: see above"
+import sys
+what, now, src, ss, old, ds, count, dev = sys.argv[1:]
+ss, ds, count = int(ss), int(ds), int(count)
+S = 512
+with open(now, "rb") as f:
+    d = f.read()
+with open(src, "rb") as f:
+    f.seek(ss * S); s = f.read(count * S)
+with open(old, "rb") as f:
+    f.seek(ds * S); o = f.read(count * S)
+assert len(d) == len(s) == len(o) == count * S, "short read"
+copied, ranges, start = 0, [], None
+for i in range(count):
+    a = d[i * S:(i + 1) * S]
+    if a == s[i * S:(i + 1) * S]:
+        copied += 1
+        if start is None:
+            start = i
+        continue
+    if start is not None:
+        ranges.append((start, i - 1)); start = None
+    if a != o[i * S:(i + 1) * S]:
+        kind = "zeroes" if a == bytes(S) else "other bytes"
+        print(f"FAIL: {what}: sector {ds + i} of {dev} holds {kind}: neither the source's "
+              f"sector {ss + i} nor its old contents", file=sys.stderr)
+        sys.exit(1)
+if start is not None:
+    ranges.append((start, count - 1))
+shown = ", ".join(f"{a}-{b}" for a, b in ranges[:8]) + (" ..." if len(ranges) > 8 else "")
+print(f"    {what}: {copied} of {count} sectors copied ({len(ranges)} ranges: {shown or 'none'}), "
+      f"the rest unchanged", file=sys.stderr)
+print(copied)
+PY
+    rm -f -- "$now"
+}
+
+# reported_ranges KIND WHAT PATH: the ranges of the last stderr's lines
+# "kcopy: WHAT 'PATH': KIND error at sectors A-B (N sectors): ...", one "A B N"
+# per line, in the order printed.
+reported_ranges() {
+    local kind=$1 what=$2 path=$3 line re
+    re="^kcopy: $what '(.*)': $kind error at sectors ([0-9]+)-([0-9]+) \(([0-9]+) sectors\): "
+    while IFS= read -r line || [[ -n $line ]]; do
+        [[ $line =~ $re && ${BASH_REMATCH[1]} == "$path" ]] || continue
+        printf '%s %s %s\n' "${BASH_REMATCH[2]}" "${BASH_REMATCH[3]}" "${BASH_REMATCH[4]}"
+    done <"$STDERR_FILE"
+}
+
+# --- fixtures for devices in use, overlap, 4Kn devices and interruption ------
+# (device_in_use.sh, overlap.sh, logical_block_4k.sh, interrupt.sh)
+
+REFERENCE_PY=$TESTS_DIR/reference.py
+
+# need_python: skip (77) unless a python3 is there; sets PYTHON (stdlib only).
+need_python() {
+    local py
+    for py in "$(command -v python3 2>/dev/null)" /usr/bin/python3; do
+        [[ -n $py && -x $py ]] && { PYTHON=$py; return 0; }
+    done
+    skip "python3 not installed"
+}
+
+# reference ARGS...: run reference.py (the independent models: memmove-style
+# copies, chunk checks of interrupted copies; see its docstring).
+reference() {
+    "$PYTHON" "$REFERENCE_PY" "$@"
+}
+
+# hold_exclusive DEV: keep block device DEV open with O_EXCL in a background
+# process (as a mount holds it: another O_EXCL open gets EBUSY; plain opens
+# still work) until release_holds or the end of the test.  Call it directly,
+# never in "$(...)": it records the holder in HOLD_PIDS and chains the EXIT
+# trap, so the holder is gone before cleanup detaches the loop devices (a held
+# loop device cannot be detached).  The holder also ends by itself when this
+# shell is gone.  Needs need_python.
+HOLD_PIDS=()
+hold_exclusive() {
+    local dev=$1 ready pid
+    ready=$(mktemp -u "$SCRATCH/hold.XXXXXX")
+    setsid "$PYTHON" -c '
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_EXCL)
+open(sys.argv[2], "w").close()
+parent = int(sys.argv[3])
+while True:
+    try:
+        os.kill(parent, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(0.1)
+' "$dev" "$ready" $$ </dev/null >"$ready.out" 2>&1 &
+    pid=$!
+    HOLD_PIDS+=("$pid")
+    ((${#HOLD_PIDS[@]} > 1)) || trap '_release_holds_then_cleanup' EXIT
+    for _ in $(seq 100); do
+        [[ -e $ready ]] && return 0
+        kill -0 "$pid" 2>/dev/null || { sed 's/^/    holder: /' "$ready.out" >&2; fail "cannot hold $dev with O_EXCL"; }
+        sleep 0.1
+    done
+    fail "the O_EXCL holder of $dev did not start within 10 s"
+}
+
+# release_holds: end every hold_exclusive holder (and wait for it).
+release_holds() {
+    local pid
+    for pid in "${HOLD_PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true # 143: it ended by that SIGTERM
+    done
+    HOLD_PIDS=()
+    return 0
+}
+
+_status_is() { return "$1"; }
+_release_holds_then_cleanup() {
+    local rc=$?
+    set +e
+    release_holds
+    _status_is "$rc"
+    cleanup # takes its exit status from $?, i.e. rc
+}
+
+# direct_sha DEV: sha256 of all of DEV as the device holds it now: read with
+# O_DIRECT and WITHOUT flushing DEV's page cache first (read_sectors flushes,
+# which would write back dirty pages a program left behind).  Needs
+# need_python (Python's sha256 is several times faster than sha256sum's).
+direct_sha() {
+    reference digest "$1" || fail "cannot read $1"
+}

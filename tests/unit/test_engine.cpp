@@ -1,6 +1,7 @@
 // The engine (KcopydClient) against a fault-injecting backend: what a user of the
 // library sees in read_err, write_err and the destination bytes.
 #include <catch2/catch.hpp>
+#include <cstring>
 #include <future>
 #include <numeric>
 
@@ -107,9 +108,8 @@ TEST_CASE("a read error stops the job with read_err and names the failed sectors
       run_copy(b, {0, 0, 4096}, {{1, 0, 4096}}, 0, {.pages = 16, .io_size = 16 * 1024});  // 4 sub-jobs in flight
   REQUIRE(r.read_err);
   REQUIRE(r.write_err == 0);
-  REQUIRE(r.read_error.error == EIO);
-  REQUIRE(r.read_error.sector == 20 * 32);  // the start of the failed request
-  REQUIRE(r.read_error.count == 32);
+  REQUIRE(r.read_errors.ranges().size() == 1);
+  REQUIRE(r.read_errors.ranges()[0] == ErrorRange{20 * 32, 32, EIO});  // the failed request
   // No new sub-job after the failure: at most the pool's 4 buffers beyond it were in flight.
   REQUIRE(r.sectors_written[0] <= 24 * 32);
   REQUIRE(r.sectors_written[0] >= 20 * 32 - 4 * 32);
@@ -124,9 +124,13 @@ TEST_CASE("a write error on destination 2 of 3 sets exactly bit 1, and 1 and 3 g
   const JobResult r = run_copy(b, from, dests);
   REQUIRE_FALSE(r.read_err);
   REQUIRE(r.write_err == 0b010);
-  REQUIRE(r.write_error[1].error == ENOSPC);
-  REQUIRE(r.write_error[1].sector <= 1000);
-  REQUIRE(r.write_error[1].sector + r.write_error[1].count > 1000);
+  REQUIRE(r.write_errors[1].ranges().size() == 1);
+  const ErrorRange e = r.write_errors[1].ranges()[0];
+  REQUIRE(e.error == ENOSPC);
+  REQUIRE(e.sector <= 1000);
+  REQUIRE(e.sector + e.count > 1000);
+  REQUIRE(r.write_errors[0].empty());
+  REQUIRE(r.write_errors[2].empty());
   require_exact_copy(b, originals[0], from, dests[0], originals[1]);
   require_exact_copy(b, originals[0], from, dests[2], originals[3]);
   // The failed destination is dropped: no write is started on it afterwards
@@ -176,16 +180,71 @@ TEST_CASE("copy_no_flush skips the flush") {
   REQUIRE(b.flushed.empty());
 }
 
-TEST_CASE("with copy_ignore_errors an unreadable range is written as zeroes and the rest is copied") {
+TEST_CASE("with copy_ignore_errors only the unreadable blocks are lost: written as zeroes and listed, merged") {
   FaultBackend b(disks(2));
   const auto originals = b.disks_;
-  b.faults.push_back({0, IoOp::read, sectors_to_bytes(64), sectors_to_bytes(65), EIO});
+  b.faults.push_back({0, IoOp::read, sectors_to_bytes(64), sectors_to_bytes(65), EIO});    // 1 sector
+  b.faults.push_back({0, IoOp::read, sectors_to_bytes(100), sectors_to_bytes(103), EIO});  // 3 adjacent
+  b.faults.push_back({0, IoOp::read, sectors_to_bytes(120), sectors_to_bytes(140), EIO});  // across a sub-job edge
   const JobResult r = run_copy(b, {0, 0, 256}, {{1, 0, 256}}, copy_ignore_errors);
   REQUIRE(r.read_err);
   REQUIRE(r.write_err == 0);
+  REQUIRE(r.read_errors.ranges() == std::vector<ErrorRange>{{64, 1, EIO}, {100, 3, EIO}, {120, 20, EIO}});
+  const std::vector<std::byte> zeroes(sectors_to_bytes(20));
   REQUIRE(same_bytes(b, 1, 0, originals[0], 0, 64));
-  REQUIRE(same_bytes(b, 1, 96, originals[0], 96, 160));
-  REQUIRE(r.sectors_written[0] == 256);
+  REQUIRE(same_bytes(b, 1, 64, zeroes, 0, 1));
+  REQUIRE(same_bytes(b, 1, 65, originals[0], 65, 35));
+  REQUIRE(same_bytes(b, 1, 100, zeroes, 0, 3));
+  REQUIRE(same_bytes(b, 1, 103, originals[0], 103, 17));
+  REQUIRE(same_bytes(b, 1, 120, zeroes, 0, 20));
+  REQUIRE(same_bytes(b, 1, 140, originals[0], 140, 116));
+}
+
+TEST_CASE("with copy_ignore_errors a failing destination keeps being written past its bad blocks") {
+  FaultBackend b(disks(4));
+  const auto originals = b.disks_;
+  b.faults.push_back({2, IoOp::write, sectors_to_bytes(40), sectors_to_bytes(42), EIO});
+  b.faults.push_back({2, IoOp::write, sectors_to_bytes(200), sectors_to_bytes(201), EIO});
+  const IoRegion from{0, 0, 512};
+  const std::vector<IoRegion> dests{{1, 0, 512}, {2, 0, 512}, {3, 0, 512}};
+  const JobResult r = run_copy(b, from, dests, copy_ignore_errors);
+  REQUIRE_FALSE(r.read_err);
+  REQUIRE(r.write_err == 0b010);
+  REQUIRE(r.write_errors[1].ranges() == std::vector<ErrorRange>{{40, 2, EIO}, {200, 1, EIO}});
+  require_exact_copy(b, originals[0], from, dests[0], originals[1]);
+  require_exact_copy(b, originals[0], from, dests[2], originals[3]);
+  REQUIRE(same_bytes(b, 2, 0, originals[0], 0, 40));
+  REQUIRE(same_bytes(b, 2, 40, originals[2], 40, 2));  // the bad blocks keep what they had
+  REQUIRE(same_bytes(b, 2, 42, originals[0], 42, 158));
+  REQUIRE(same_bytes(b, 2, 201, originals[0], 201, 311));
+  REQUIRE(r.sectors_written[1] == 509);
+}
+
+TEST_CASE("an overlapping copy on one device gives what memmove gives, in both directions") {
+  const auto [src, dst, count] = GENERATE(table<std::uint64_t, std::uint64_t, std::uint64_t>({
+      {0, 5, 3000},      // above, by less than a sub-job
+      {0, 32, 3000},     // above, by exactly one sub-job (16 KiB = 32 sectors)
+      {0, 1000, 3000},   // above, by many sub-jobs
+      {100, 99, 3000},   // below, by one sector
+      {1000, 968, 3000}, // below, by exactly one sub-job
+      {3000, 7, 3000},   // below, by many
+  }));
+  const unsigned seed = GENERATE(1u, 2u, 3u);
+  FaultBackend b(disks(1), seed);
+  std::vector<std::byte> expected = b.disks_[0];
+  std::memmove(expected.data() + sectors_to_bytes(dst), expected.data() + sectors_to_bytes(src),
+               sectors_to_bytes(count));
+  const JobResult r = run_copy(b, {0, src, count}, {{0, dst, count}});
+  REQUIRE(r.write_err == 0);
+  const auto diff = std::mismatch(expected.begin(), expected.end(), b.disks_[0].begin());
+  INFO("src " << src << " dst " << dst << " count " << count << " seed " << seed);
+  REQUIRE(diff.first - expected.begin() == static_cast<long>(expected.size()));  // the first differing byte
+}
+
+TEST_CASE("the engine refuses two destinations overlapping the source from opposite sides") {
+  FaultBackend b(disks(1));
+  KcopydClient client(std::make_unique<Borrowed>(b), {.pages = 4, .io_size = 4096});
+  REQUIRE_THROWS_AS(client.copy({0, 100, 50}, std::vector<IoRegion>{{0, 120, 50}, {0, 60, 50}}, 0, {}), Error);
 }
 
 TEST_CASE("stop() ends the job early with stopped set, after the I/O in flight") {

@@ -276,6 +276,18 @@ TEST_CASE("error messages are one line") {
   }
 }
 
+TEST_CASE("a newline or other control character in an argument is escaped: still one line") {
+  // Found by tests/fuzz: the text was quoted verbatim, and main prints what() as it is.
+  REQUIRE_THROWS_WITH(dst("new.img\n:12x"),
+                      Contains("destination 1 'new.img\\n:12x': SECTOR '12x' is not a number"));
+  REQUIRE_THROWS_WITH(src("d:1\n", {"d"}), Contains("source 'd:1\\n': SECTOR '1\\n' is not"));
+  REQUIRE_THROWS_WITH(src("d:\r\x1b[2K5", {"d"}), Contains("SECTOR '\\r\\x1b[2K5' is not"));
+  REQUIRE_THROWS_WITH(parse_sectors("\n", "--count"), "--count '\\n' is not a number (decimal "
+                                                      "or 0x hex, optional suffix s, K, KiB, M, "
+                                                      "MiB, G, GiB, T, TiB)");
+  REQUIRE_THROWS_WITH(parse_bytes("1\n", "--io-size"), Contains("--io-size '1\\n' is not"));
+}
+
 // ---- overflow ---------------------------------------------------------------------------
 
 TEST_CASE("a sector past 64 bits is too large") {
