@@ -10,9 +10,6 @@
 namespace kcopy {
 namespace {
 
-// Logical-block retries in flight at once, over all sub-jobs: deep enough to
-// keep a disk busy, small enough to stay a fixed allocation.
-constexpr std::size_t retry_depth = 128;
 // Failed ranges a job lists per endpoint (more are only counted).
 constexpr std::size_t listed_ranges_ignoring = 65536;
 constexpr std::size_t listed_ranges_stopping = 64;
@@ -42,13 +39,15 @@ struct KcopydClient::Job {
   std::uint64_t next = 0;   // sub-jobs started so far, in the job's order
   unsigned live = 0;        // bit d: destination d is still written
   unsigned in_flight = 0;   // sub-jobs started and not ended
+  unsigned read_scans = 0;  // failed reads being scanned again
   JobResult result{};
 
   bool ignore_errors() const { return flags & copy_ignore_errors; }
-  // No new sub-job starts once a read failed (unless told to go on), once every
+  // No new sub-job starts once a read failed (unless told to go on; and while a
+  // failed read is being scanned, in case it fails for good), once every
   // destination is dropped, or once the user asked to stop.
   bool stopping(bool stop_requested) const {
-    return stop_requested || live == 0 || (result.read_err && !ignore_errors());
+    return stop_requested || live == 0 || ((result.read_err || read_scans > 0) && !ignore_errors());
   }
   // The sub-job at `position` in the order the job runs them.
   Extent at(std::uint64_t position) const { return plan.at(descending ? plan.count() - 1 - position : position); }
@@ -57,13 +56,15 @@ struct KcopydClient::Job {
 // One piece of a job in flight: a pool buffer, its read, and one write per
 // destination, all from the same buffer (dm-kcopyd's sub-job).
 struct KcopydClient::SubJob {
-  // A failed request redone one logical block at a time (copy_ignore_errors).
-  struct Retry {
+  // A failed request scanned again in pieces, one piece in flight (see scan_next).
+  struct Scan {
     std::span<std::byte> buffer;  // what the failed request still had to do
     std::uint64_t offset = 0;     // bytes, on the endpoint, of buffer[0]
-    std::uint64_t next = 0;       // bytes of buffer submitted so far
-    std::uint64_t failed = 0;     // bytes that failed again
-    unsigned in_flight = 0;
+    std::uint64_t next = 0;       // bytes of buffer done so far
+    std::uint64_t failed = 0;     // bytes that failed as single logical blocks
+    std::uint64_t block = 0;      // the endpoint's logical block size
+    std::uint64_t chunk = 0;      // size of the next piece
+    std::uint64_t max_chunk = 0;
   };
 
   Job* job = nullptr;  // null while free
@@ -74,23 +75,21 @@ struct KcopydClient::SubJob {
   unsigned writes_pending = 0;
   IoRequest read;
   std::array<IoRequest, max_destinations> writes;
-  std::array<Retry, 1 + max_destinations> retry;  // by slot
+  std::array<Scan, 1 + max_destinations> scan;           // by slot
+  std::array<IoRequest, 1 + max_destinations> scan_piece;  // the piece in flight, by slot
 };
 
 std::size_t KcopydClient::max_requests(const ClientConfig& config) {
-  return PagePool::capacity_for(config.pages, config.io_size) * max_destinations + retry_depth;
+  return PagePool::capacity_for(config.pages, config.io_size) * (1 + max_destinations);
 }
 
 KcopydClient::KcopydClient(std::unique_ptr<IoBackend> backend, const ClientConfig& config)
     : backend_(std::move(backend)), io_size_(config.io_size), pool_(config.pages, config.io_size) {
   sub_jobs_.resize(pool_.capacity());
   for (auto& sj : sub_jobs_) free_sub_jobs_.push_back(&sj);
-  batch_.reserve(std::max(max_destinations * sub_jobs_.size(), retry_depth));
+  batch_.reserve(max_destinations * sub_jobs_.size());
   completions_.resize(max_requests(config));
   held_.reserve(sub_jobs_.size());
-  retry_requests_.resize(retry_depth);
-  for (auto& r : retry_requests_) free_retries_.push_back(&r);
-  retry_queue_.reserve(sub_jobs_.size() * (1 + max_destinations));
   io_thread_ = std::thread([this] { run(); });
 }
 
@@ -202,8 +201,7 @@ void KcopydClient::on_complete(IoRequest& req) {
     backend_->submit(std::span(&again, 1));
     return;
   }
-  if (&req >= retry_requests_.data() && &req < retry_requests_.data() + retry_requests_.size())
-    return on_retry_done(sj, req);
+  if (&req == &sj.scan_piece[req.tag]) return on_scan_piece_done(sj, req);
   if (req.result <= 0 && !req.buffer.empty()) return on_failure(sj, req);
   slot_done(sj, req.tag);
 }
@@ -211,88 +209,102 @@ void KcopydClient::on_complete(IoRequest& req) {
 // A sub-job's read or write failed (result -errno, or 0: an unexpected end).
 void KcopydClient::on_failure(SubJob& sj, IoRequest& req) {
   Job& job = *sj.job;
-  if (job.ignore_errors()) {
-    // DM_KCOPYD_IGNORE_ERROR: redo it one logical block at a time, so that only
-    // the blocks that really fail are lost.
-    sj.retry[req.tag] = {req.buffer, req.offset, 0, 0, 0};
-    retry_queue_.emplace_back(&sj, req.tag);
-    return pump_retries();
-  }
-  const int error = req.result < 0 ? static_cast<int>(-req.result) : EIO;
-  const std::uint64_t sector = bytes_to_sectors(req.offset);
-  const std::uint64_t count = bytes_to_sectors(req.buffer.size() + sector_size - 1);
-  if (req.tag == read_slot) {
-    job.result.read_errors.add(sector, count, error);
-    job.result.read_err = true;
-    sj.reading = false;
-    end_sub_job(sj);
-    return release_held_writes(job);
-  }
+  // A failed read is scanned again to find exactly which blocks fail (the block
+  // layer may have merged it with a neighbour; a transient error heals). With
+  // DM_KCOPYD_IGNORE_ERROR a failed write is scanned too, so that only the
+  // blocks that really fail are lost.
+  if (req.tag == read_slot || job.ignore_errors()) return start_scan(sj, req);
   const unsigned dest = req.tag - 1;
-  job.result.write_errors[dest].add(sector, count, error);
+  const int error = req.result < 0 ? static_cast<int>(-req.result) : EIO;
+  job.result.write_errors[dest].add(bytes_to_sectors(req.offset), bytes_to_sectors(req.buffer.size()), error);
   job.result.write_err |= 1ul << dest;
   job.live &= ~(1u << dest);  // nothing more is written to it
   if (--sj.writes_pending == 0) end_sub_job(sj);
 }
 
-// Submits logical-block retries while there are free retry requests.
-void KcopydClient::pump_retries() {
-  batch_.clear();
-  while (!free_retries_.empty() && !retry_queue_.empty()) {
-    auto [sj, slot] = retry_queue_.front();
-    SubJob::Retry& r = sj->retry[slot];
-    const IoRequest& failed = slot == read_slot ? sj->read : sj->writes[slot - 1];
-    // A block of the endpoint's logical block size, on its boundaries.
-    const std::uint64_t block = std::max<std::uint64_t>(backend_->alignment(failed.endpoint), sector_size);
-    const std::uint64_t at = r.offset + r.next;
-    const std::uint64_t len = std::min(r.buffer.size() - r.next, block - at % block);
-    IoRequest* q = free_retries_.back();
-    free_retries_.pop_back();
-    *q = {failed.op, failed.endpoint, r.buffer.subspan(r.next, len), at, 0, sj, slot};
-    r.next += len;
-    ++r.in_flight;
-    batch_.push_back(q);
-    if (r.next == r.buffer.size()) retry_queue_.erase(retry_queue_.begin());
-  }
-  if (!batch_.empty()) backend_->submit(batch_);
+// The scan goes through the failed range with one piece in flight, so that no
+// two of its pieces can be merged into one request again. A piece that works
+// doubles the next one (up to a sixteenth of the range); one that fails is tried
+// again an eighth as large, down to one logical block, which is then recorded as
+// bad. A range with a few bad blocks costs a few dozen requests, not one per block.
+void KcopydClient::start_scan(SubJob& sj, IoRequest& failed) {
+  const std::uint64_t block = std::max<std::uint64_t>(backend_->alignment(failed.endpoint), sector_size);
+  const std::uint64_t max_chunk = std::max(block, failed.buffer.size() / 16 / block * block);
+  sj.scan[failed.tag] = {failed.buffer, failed.offset, 0, 0, block, max_chunk, max_chunk};
+  if (failed.tag == read_slot) ++sj.job->read_scans;
+  scan_next(sj, failed.tag);
 }
 
-void KcopydClient::on_retry_done(SubJob& sj, IoRequest& req) {
+void KcopydClient::scan_next(SubJob& sj, unsigned slot) {
+  SubJob::Scan& scan = sj.scan[slot];
+  if (scan.next == scan.buffer.size()) return scan_done(sj, slot);
+  const IoRequest& failed = slot == read_slot ? sj.read : sj.writes[slot - 1];
+  // The piece ends on a logical-block boundary, at least one block on.
+  const std::uint64_t at = scan.offset + scan.next;
+  const std::uint64_t end_of_range = scan.offset + scan.buffer.size();
+  std::uint64_t end = (at + scan.chunk) / scan.block * scan.block;
+  if (end <= at) end = (at / scan.block + 1) * scan.block;
+  end = std::min(end, end_of_range);
+  IoRequest& piece = sj.scan_piece[slot];
+  piece = {failed.op, failed.endpoint, scan.buffer.subspan(scan.next, end - at), at, 0, &sj, slot};
+  IoRequest* p = &piece;
+  backend_->submit(std::span(&p, 1));
+}
+
+void KcopydClient::on_scan_piece_done(SubJob& sj, IoRequest& piece) {
   Job& job = *sj.job;
-  const unsigned slot = req.tag;
-  SubJob::Retry& r = sj.retry[slot];
-  if (req.result <= 0 && !req.buffer.empty()) {
-    const int error = req.result < 0 ? static_cast<int>(-req.result) : EIO;
-    const std::uint64_t sector = bytes_to_sectors(req.offset);
-    const std::uint64_t count = bytes_to_sectors(req.buffer.size() + sector_size - 1);
-    r.failed += req.buffer.size();
+  const unsigned slot = piece.tag;
+  SubJob::Scan& scan = sj.scan[slot];
+  const std::uint64_t len = piece.buffer.size();
+  if (piece.result > 0 || len == 0) {
+    scan.next += len;
+    scan.chunk = std::min(scan.chunk * 2, scan.max_chunk);
+  } else if (len > scan.block) {
+    scan.chunk = std::max(scan.block, len / 8 / scan.block * scan.block);
+  } else {
+    const int error = piece.result < 0 ? static_cast<int>(-piece.result) : EIO;
+    const std::uint64_t sector = bytes_to_sectors(piece.offset);
+    const std::uint64_t count = bytes_to_sectors(len + sector_size - 1);
     if (slot == read_slot) {
       job.result.read_errors.add(sector, count, error);
       job.result.read_err = true;
-      std::memset(req.buffer.data(), 0, req.buffer.size());  // written as zeroes, as kcopyd does
+      std::memset(piece.buffer.data(), 0, len);  // written as zeroes, as kcopyd does
     } else {
       job.result.write_errors[slot - 1].add(sector, count, error);
       job.result.write_err |= 1ul << (slot - 1);
     }
+    scan.failed += len;
+    scan.next += len;
   }
-  free_retries_.push_back(&req);
-  if (--r.in_flight == 0 && r.next == r.buffer.size()) slot_done(sj, slot);
-  pump_retries();
+  scan_next(sj, slot);
+}
+
+// A scan has been through its whole range. A read that still failed somewhere
+// and may not go on ends its sub-job unwritten (the copy stops).
+void KcopydClient::scan_done(SubJob& sj, unsigned slot) {
+  Job& job = *sj.job;
+  if (slot == read_slot) --job.read_scans;
+  if (slot == read_slot && sj.scan[slot].failed > 0 && !job.ignore_errors()) {
+    sj.reading = false;
+    end_sub_job(sj);
+    return release_held_writes(job);
+  }
+  slot_done(sj, slot);
 }
 
 // A slot's request has completed, directly or through retries.
 void KcopydClient::slot_done(SubJob& sj, unsigned slot) {
   Job& job = *sj.job;
   if (slot == read_slot) return on_read_done(sj);
-  job.result.sectors_written[slot - 1] += bytes_to_sectors(sj.extent.length - sj.retry[slot].failed);
-  sj.retry[slot].failed = 0;
+  job.result.sectors_written[slot - 1] += bytes_to_sectors(sj.extent.length - sj.scan[slot].failed);
+  sj.scan[slot].failed = 0;
   if (--sj.writes_pending == 0) end_sub_job(sj);
 }
 
 void KcopydClient::on_read_done(SubJob& sj) {
   Job& job = *sj.job;
   sj.reading = false;
-  sj.retry[read_slot].failed = 0;
+  sj.scan[read_slot].failed = 0;
   if (!job.gated) return start_writes(sj);
   held_.push_back(&sj);
   release_held_writes(job);

@@ -67,9 +67,10 @@ struct ClientConfig {
 /// from the same buffer in one submit; the buffer returns to the pool when its last
 /// write completes. A read error stops new sub-jobs (I/O in flight drains); a write
 /// error drops that destination and the others go on. With copy_ignore_errors
-/// neither stops the job: the failed request is retried one logical block at a
-/// time (pipelined), blocks that still fail are recorded, and unreadable blocks are
-/// written as zeroes. Short transfers continue where they stopped. At the end
+/// neither stops the job: the failed request is scanned again down to single
+/// logical blocks, blocks that still fail are recorded, and unreadable blocks are
+/// written as zeroes. (A failed read is scanned in any case, to name the exact
+/// bad sectors; without copy_ignore_errors its sub-job is then not written.) Short transfers continue where they stopped. At the end
 /// every destination is flushed unless copy_no_flush.
 ///
 /// A destination on the source's endpoint may overlap the source range: sub-jobs
@@ -115,14 +116,16 @@ class KcopydClient {
   void start_sub_jobs(Job& job);
   void on_complete(IoRequest& req);
   void on_failure(SubJob& sj, IoRequest& req);
-  void on_retry_done(SubJob& sj, IoRequest& req);
+  void start_scan(SubJob& sj, IoRequest& failed);
+  void scan_next(SubJob& sj, unsigned slot);
+  void on_scan_piece_done(SubJob& sj, IoRequest& piece);
+  void scan_done(SubJob& sj, unsigned slot);
   void slot_done(SubJob& sj, unsigned slot);
   void on_read_done(SubJob& sj);
   void start_writes(SubJob& sj);
   void release_held_writes(Job& job);
   void drop_stranded_writes(Job& job);
   void end_sub_job(SubJob& sj);
-  void pump_retries();
   void finish(Job& job);
 
   std::unique_ptr<IoBackend> backend_;
@@ -133,9 +136,6 @@ class KcopydClient {
   std::vector<IoRequest*> batch_;        // requests gathered for one submit
   std::vector<IoRequest*> completions_;  // reap() output
   std::vector<SubJob*> held_;            // read, writes waiting (overlap with unread source)
-  std::vector<IoRequest> retry_requests_;  // one logical block each
-  std::vector<IoRequest*> free_retries_;
-  std::vector<std::pair<SubJob*, unsigned>> retry_queue_;  // slots with blocks left to submit
 
   std::mutex mutex_;
   std::condition_variable queued_;

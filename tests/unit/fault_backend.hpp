@@ -19,6 +19,7 @@ struct Fault {
   IoOp op;
   std::uint64_t begin, end;  // bytes: a request touching [begin, end) fails
   int error;
+  std::size_t min_length = 0;  // ... if it is at least this long (a merged request)
 };
 
 class FaultBackend final : public IoBackend {
@@ -37,6 +38,7 @@ class FaultBackend final : public IoBackend {
   // --- what the test inspects after the copy ---
   std::vector<std::vector<std::byte>> disks_;
   std::size_t max_reads_in_flight = 0;
+  std::size_t reads_submitted = 0;
   std::vector<std::size_t> write_submit_sizes;  ///< requests per submit() that held writes
   std::vector<unsigned> flushed;
 
@@ -49,6 +51,7 @@ class FaultBackend final : public IoBackend {
     std::size_t writes = 0;
     for (IoRequest* r : requests) {
       pending_.push_back(r);
+      if (r->op == IoOp::read) ++reads_submitted;
       if (r->op == IoOp::write) {
         ++writes;
         if (writes_[r->endpoint].failed) ++writes_[r->endpoint].after_failure;
@@ -87,7 +90,8 @@ class FaultBackend final : public IoBackend {
 
   void complete(IoRequest& r) {
     for (const Fault& f : faults) {
-      if (f.endpoint == r.endpoint && f.op == r.op && r.offset < f.end && f.begin < r.offset + r.buffer.size()) {
+      if (f.endpoint == r.endpoint && f.op == r.op && r.offset < f.end && f.begin < r.offset + r.buffer.size() &&
+          r.buffer.size() >= f.min_length) {
         r.result = -f.error;
         if (r.op == IoOp::write) writes_[r.endpoint].failed = true;
         return;

@@ -109,10 +109,28 @@ TEST_CASE("a read error stops the job with read_err and names the failed sectors
   REQUIRE(r.read_err);
   REQUIRE(r.write_err == 0);
   REQUIRE(r.read_errors.ranges().size() == 1);
-  REQUIRE(r.read_errors.ranges()[0] == ErrorRange{20 * 32, 32, EIO});  // the failed request
+  REQUIRE(r.read_errors.ranges()[0] == ErrorRange{20 * 32 + 5, 1, EIO});  // exactly the bad sector
   // No new sub-job after the failure: at most the pool's 4 buffers beyond it were in flight.
   REQUIRE(r.sectors_written[0] <= 24 * 32);
   REQUIRE(r.sectors_written[0] >= 20 * 32 - 4 * 32);
+}
+
+TEST_CASE("a read that fails only as part of a larger request is not an error (a merged neighbour)") {
+  FaultBackend b(disks(2));
+  const auto originals = b.disks_;
+  b.faults.push_back({0, IoOp::read, sectors_to_bytes(100), sectors_to_bytes(101), EIO, 8192});
+  const JobResult r = run_copy(b, {0, 0, 1024}, {{1, 0, 1024}});
+  REQUIRE_FALSE(r.read_err);
+  REQUIRE(r.read_errors.empty());
+  require_exact_copy(b, originals[0], {0, 0, 1024}, {1, 0, 1024}, originals[1]);
+}
+
+TEST_CASE("finding one bad block in a large sub-job takes a few dozen requests, not one per block") {
+  FaultBackend b(disks(2));
+  b.faults.push_back({0, IoOp::read, sectors_to_bytes(1234), sectors_to_bytes(1235), EIO});
+  const JobResult r = run_copy(b, {0, 0, 2048}, {{1, 0, 2048}}, copy_ignore_errors, {.pages = 256, .io_size = 1 << 20});
+  REQUIRE(r.read_errors.ranges() == std::vector<ErrorRange>{{1234, 1, EIO}});
+  REQUIRE(b.reads_submitted < 64);  // 2048 blocks in the sub-job
 }
 
 TEST_CASE("a write error on destination 2 of 3 sets exactly bit 1, and 1 and 3 get the whole copy") {
