@@ -23,7 +23,7 @@ std::string open_error(int err, bool write, bool is_block) {
     case EBUSY:
       return "is in use (mounted, or held open exclusively by another program); use --force to write to it anyway";
     case EROFS:
-      return "is read-only";
+      return "is read-only (see blockdev --setro / --setrw)";
     case EACCES:
     case EPERM:
       return write ? (is_block ? "cannot be opened for writing (read-only device, or permission denied)"
@@ -109,6 +109,12 @@ Device Device::open(const std::string& path, const std::string& role, const Open
   if (::fstat(fd, &st) != 0) fail(role, path, std::string("cannot stat: ") + std::strerror(errno));
   dev.identity_ = identity_of(st);
 
+  if (dev.identity_.is_block && options.write) {
+    // Opening a read-only block device for writing succeeds on recent kernels;
+    // only the writes fail. Refuse it here, before anything is written.
+    int ro = 0;
+    if (::ioctl(fd, BLKROGET, &ro) == 0 && ro) fail(role, path, open_error(EROFS, true, true));
+  }
   if (dev.identity_.is_block) {
     std::uint64_t bytes = 0;
     int lbs = 512;
