@@ -29,7 +29,7 @@ class Formatter : public CLI::Formatter {
 
 ParsedCommandLine parse_command_line(int argc, char** argv) {
   Options opt;
-  std::string io_size = "1M";
+  std::string io_size = std::to_string(default_io_size / 1024) + "K";
   int verbose = 0;
   int quiet = 0;
 
@@ -44,7 +44,9 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
   app.formatter(std::make_shared<Formatter>());
   app.add_option("SOURCE DEST...", opt.regions, "the source region, then 1 to 6 destination regions")
       ->type_name("REGION");
-  app.add_option("--pages", opt.pages, "4 KiB pages set aside for data in flight (default 4096 = 16 MiB)")
+  app.add_option("--pages", opt.pages,
+                 "4 KiB pages set aside for data in flight (default " + std::to_string(default_pages) + " = " +
+                     std::to_string(default_pages * page_size >> 20) + " MiB)")
       ->type_name("N")
       ->check(CLI::Validator(
           [](std::string& text) {
@@ -54,10 +56,11 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
             return ok ? std::string() : "'" + text + "' is not a whole number of pages from 1 to 4294967296";
           },
           ""));
-  app.add_option("--io-size", io_size, "size of one sub-job, e.g. 512K, 1M, 2048s (default 1M)")->type_name("SIZE");
+  app.add_option("--io-size", io_size, "size of one sub-job, e.g. 512K, 1M, 2048s (default " + io_size + ")")
+      ->type_name("SIZE");
   app.add_flag("--ignore-errors", opt.ignore_errors,
-               "go on past read and write errors: retry failed sub-jobs one logical block at a time,\n"
-               "write unreadable blocks as zeroes, list every bad range");
+               "go on past read and write errors: scan failed sub-jobs again down to single logical\n"
+               "blocks, write unreadable blocks as zeroes, list every bad range");
   app.add_flag("--buffered", opt.buffered, "do not use O_DIRECT (go through the page cache)");
   app.add_flag("--no-flush", opt.no_flush, "skip the final fdatasync of each destination");
   app.add_flag("-f,--force", opt.force, "write to a block device even when it is in use (no O_EXCL)");

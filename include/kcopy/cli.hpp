@@ -6,13 +6,15 @@
 #include <string>
 #include <vector>
 
+#include "kcopy/kcopyd.hpp"
+
 namespace kcopy {
 
 /// Everything the command line says, checked for form (not against devices).
 struct Options {
   std::vector<std::string> regions;  ///< SOURCE then DESTs, as typed
-  std::uint64_t pages = 4096;        ///< --pages: 4 KiB pages in the page pool
-  std::uint64_t io_size = 1 << 20;   ///< --io-size, in bytes (a multiple of 512)
+  std::uint64_t pages = default_pages;      ///< --pages: 4 KiB pages in the page pool
+  std::uint64_t io_size = default_io_size;  ///< --io-size, in bytes (a multiple of 512)
   bool buffered = false;             ///< --buffered: no O_DIRECT
   bool no_flush = false;             ///< --no-flush
   bool ignore_errors = false;        ///< --ignore-errors (DM_KCOPYD_IGNORE_ERROR)
