@@ -1,9 +1,5 @@
 #include "kcopy/copy_command.hpp"
 
-#include <poll.h>
-#include <signal.h>
-#include <sys/eventfd.h>
-#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -20,6 +16,7 @@
 #include "kcopy/kcopyd.hpp"
 #include "kcopy/region.hpp"
 #include "kcopy/report.hpp"
+#include "kcopy/stop_signals.hpp"
 #include "kcopy/sync_backend.hpp"
 
 namespace kcopy {
@@ -38,47 +35,10 @@ struct CreatedFiles {
   }
 };
 
-// SIGINT and SIGTERM arrive on a signalfd, read by the waiting thread. They are
-// blocked before the I/O thread starts, so it inherits the mask and is never
-// interrupted by them.
-FileDesc block_stop_signals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  if (pthread_sigmask(SIG_BLOCK, &set, nullptr) != 0) throw Error("cannot block signals");
-  FileDesc fd(::signalfd(-1, &set, SFD_CLOEXEC));
-  if (!fd) throw Error(std::string("signalfd: ") + std::strerror(errno));
-  return fd;
-}
-
-// Waits until `done` is signalled; the first stop signal asks the client to stop
-// (further ones only repeat the notice: the I/O in flight must drain). Returns the
-// first signal's number, or 0.
-int wait_for_job(KcopydClient& client, int done, int signals) {
-  int first_signal = 0;
-  pollfd fds[2] = {{done, POLLIN, 0}, {signals, POLLIN, 0}};
-  for (;;) {
-    if (::poll(fds, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      throw Error(std::string("poll: ") + std::strerror(errno));
-    }
-    if (fds[1].revents & POLLIN) {
-      signalfd_siginfo info{};
-      if (::read(signals, &info, sizeof info) == sizeof info) {
-        if (!first_signal) first_signal = static_cast<int>(info.ssi_signo);
-        client.stop();
-        spdlog::warn("{}: stopping after the I/O in flight completes", strsignal(static_cast<int>(info.ssi_signo)));
-      }
-    }
-    if (fds[0].revents & POLLIN) return first_signal;
-  }
-}
-
 }  // namespace
 
 int run_copy_command(const Options& options) {
-  const FileDesc signals = block_stop_signals();
+  StopSignals signals(options.verbosity < 0);
   const auto exists = [](const std::string& p) {
     struct stat st {};
     return ::stat(p.c_str(), &st) == 0;
@@ -126,7 +86,7 @@ int run_copy_command(const Options& options) {
   // context costs more to tear down (an RCU grace period) than it would save.
   std::vector<FdEndpoint> fds;
   for (const auto& dev : devices) fds.push_back(dev.endpoint());
-  const ClientConfig config{options.pages, options.io_size};
+  const ClientConfig config{options.pages, options.io_size, /*io_thread=*/false};
   const std::size_t max_requests = KcopydClient::max_requests(config);
   std::unique_ptr<IoBackend> backend;
   if (sectors_to_bytes(plan.from.count) <= options.io_size)
@@ -134,23 +94,20 @@ int run_copy_command(const Options& options) {
   else
     backend = std::make_unique<AioBackend>(std::move(fds), max_requests);
 
-  const FileDesc done(::eventfd(0, EFD_CLOEXEC));
-  if (!done) throw Error(std::string("eventfd: ") + std::strerror(errno));
   JobResult result;
-  int signal = 0;
   const auto start = std::chrono::steady_clock::now();
   {
+    // The copy runs on this thread (no I/O thread to start: start-up matters
+    // to scripts doing many small copies); wait() returns when it has ended.
     KcopydClient client(std::move(backend), config);
     for (std::size_t d = 0; d < plan.dests.size(); ++d)
       devices[plan.dests[d].endpoint].grow_to(sectors_to_bytes(plan.dests[d].sector + plan.dests[d].count));
     created.keep = true;  // from here on, data is written
     const unsigned flags = (options.no_flush ? copy_no_flush : 0u) | (options.ignore_errors ? copy_ignore_errors : 0u);
-    client.copy(plan.from, plan.dests, flags, [&](const JobResult& r) {
-      result = r;
-      const std::uint64_t one = 1;
-      [[maybe_unused]] auto n = ::write(done.get(), &one, sizeof one);
-    });
-    signal = wait_for_job(client, done.get(), signals.get());
+    client.copy(plan.from, plan.dests, flags, [&](const JobResult& r) { result = r; });
+    signals.attach(client);
+    client.wait();
+    signals.detach();
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
@@ -158,7 +115,7 @@ int run_copy_command(const Options& options) {
   const double mib = static_cast<double>(sectors_to_bytes(plan.from.count)) / (1 << 20);
   spdlog::debug("copied {} sectors to {} destination(s) in {:.3f} s ({:.1f} MiB/s)", plan.from.count,
                 plan.dests.size(), seconds, seconds > 0 ? mib / seconds : 0.0);
-  return exit_status(result, signal);
+  return exit_status(result, signals.received());
 }
 
 }  // namespace kcopy

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "kcopy/error.hpp"
+#include "kcopy/units.hpp"
 
 namespace kcopy {
 namespace {
@@ -126,10 +127,11 @@ Device Device::open(const std::string& path, const std::string& role, const Open
     dev.size_bytes_ = static_cast<std::uint64_t>(st.st_size);
   }
 
-  if (dev.direct_) {
-    dev.alignment_ = dev.identity_.is_block ? dev.logical_block_size_ : file_dio_alignment(fd);
-    // The page-cache descriptor for unaligned heads and tails. No O_EXCL: the
-    // direct descriptor already holds the device exclusively.
+  if (dev.direct_) dev.alignment_ = dev.identity_.is_block ? dev.logical_block_size_ : file_dio_alignment(fd);
+  if (dev.alignment_ > sector_size) {
+    // The page-cache descriptor for heads and tails that are not aligned to the
+    // logical block size (with 512-byte blocks every sector range is aligned, so
+    // none is needed). No O_EXCL: the direct descriptor already holds the device.
     const int bfd = ::open(path.c_str(), (flags & ~(O_EXCL | O_CREAT)), 0666);
     if (bfd < 0) fail(role, path, open_error(errno, options.write, is_block));
     dev.buffered_fd_ = FileDesc(bfd);

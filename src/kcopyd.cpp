@@ -84,13 +84,16 @@ std::size_t KcopydClient::max_requests(const ClientConfig& config) {
 }
 
 KcopydClient::KcopydClient(std::unique_ptr<IoBackend> backend, const ClientConfig& config)
-    : backend_(std::move(backend)), io_size_(config.io_size), pool_(config.pages, config.io_size) {
+    : backend_(std::move(backend)),
+      io_size_(config.io_size),
+      threaded_(config.io_thread),
+      pool_(config.pages, config.io_size) {
   sub_jobs_.resize(pool_.capacity());
   for (auto& sj : sub_jobs_) free_sub_jobs_.push_back(&sj);
   batch_.reserve(max_destinations * sub_jobs_.size());
   completions_.resize(max_requests(config));
   held_.reserve(sub_jobs_.size());
-  io_thread_ = std::thread([this] { run(); });
+  if (threaded_) io_thread_ = std::thread([this] { run(); });
 }
 
 KcopydClient::~KcopydClient() {
@@ -99,7 +102,14 @@ KcopydClient::~KcopydClient() {
     closing_ = true;
   }
   queued_.notify_one();
-  io_thread_.join();
+  if (threaded_)
+    io_thread_.join();
+  else
+    wait();
+}
+
+void KcopydClient::wait() {
+  if (!threaded_) run();
 }
 
 void KcopydClient::copy(const IoRegion& from, std::span<const IoRegion> dests, unsigned flags, NotifyFn notify) {
@@ -149,7 +159,8 @@ void KcopydClient::run() {
     std::unique_ptr<Job> job;
     {
       std::unique_lock lock(mutex_);
-      queued_.wait(lock, [this] { return closing_ || !jobs_.empty(); });
+      // Without an I/O thread, run() is wait(): it returns once the queue is empty.
+      if (threaded_) queued_.wait(lock, [this] { return closing_ || !jobs_.empty(); });
       if (jobs_.empty()) return;
       job = std::move(jobs_.front());
       jobs_.pop_front();

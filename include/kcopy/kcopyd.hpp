@@ -63,10 +63,14 @@ inline constexpr std::uint64_t default_io_size = 512 << 10;  // bytes
 struct ClientConfig {
   std::uint64_t pages = default_pages;      ///< 4 KiB pages of the page pool
   std::uint64_t io_size = default_io_size;  ///< bytes per sub-job (a multiple of 512)
+  /// true: the client runs its jobs on an I/O thread of its own (as kcopyd on its
+  /// workqueue). false: no thread; jobs run on the caller's thread in wait().
+  bool io_thread = true;
 };
 
-/// A kcopyd client: owns the page pool, the sub-jobs and one I/O thread that runs
-/// every job of the client, one job at a time, in the order they were queued.
+/// A kcopyd client: owns the page pool, the sub-jobs and (unless told otherwise)
+/// one I/O thread that runs every job of the client, one job at a time, in the
+/// order they were queued.
 ///
 /// Inside a job: reads of sub-jobs are issued while the pool has buffers (the pool
 /// bounds the queue depth); a completed read is written to every live destination
@@ -89,8 +93,8 @@ class KcopydClient {
   /// `io_size` bytes) and every sub-job up front, and starts the I/O thread.
   /// Takes ownership of the backend. Throws kcopy::Error on bad sizes or no memory.
   KcopydClient(std::unique_ptr<IoBackend> backend, const ClientConfig& config);
-  /// dm_kcopyd_client_destroy: waits for every queued job to end, then stops the
-  /// I/O thread.
+  /// dm_kcopyd_client_destroy: waits for every queued job to end (running them
+  /// here without an I/O thread), then stops the I/O thread.
   ~KcopydClient();
   KcopydClient(const KcopydClient&) = delete;
   KcopydClient& operator=(const KcopydClient&) = delete;
@@ -101,6 +105,10 @@ class KcopydClient {
   /// Throws kcopy::Error for a count mismatch, a bad number of destinations, or
   /// two destinations overlapping the source from opposite sides.
   void copy(const IoRegion& from, std::span<const IoRegion> dests, unsigned flags, NotifyFn notify);
+
+  /// Without an I/O thread: runs every queued job on this thread and returns
+  /// when none is left (notify functions run here). With one: does nothing.
+  void wait();
 
   /// Stops every job: no new sub-job starts, I/O in flight drains, destinations
   /// are flushed, and the jobs end with `stopped`. Async-signal-safe.
@@ -136,6 +144,7 @@ class KcopydClient {
 
   std::unique_ptr<IoBackend> backend_;
   std::uint64_t io_size_;
+  const bool threaded_;  // jobs run on io_thread_ (else in wait())
   PagePool pool_;
   std::vector<SubJob> sub_jobs_;
   std::vector<SubJob*> free_sub_jobs_;
@@ -149,7 +158,7 @@ class KcopydClient {
   bool closing_ = false;
   std::atomic<bool> stop_requested_{false};
   std::atomic<std::uint64_t> sectors_done_{0};
-  std::thread io_thread_;  // last: starts after everything above exists
+  std::thread io_thread_;  // last: starts after everything above exists (if at all)
 };
 
 }  // namespace kcopy

@@ -279,6 +279,21 @@ TEST_CASE("stop() ends the job early with stopped set, after the I/O in flight")
   REQUIRE(b.flushed == std::vector<unsigned>{1});  // what was written is still flushed
 }
 
+TEST_CASE("without an I/O thread a job runs on the caller's thread, in wait()") {
+  FaultBackend b(disks(2));
+  const auto originals = b.disks_;
+  bool notified = false;
+  KcopydClient client(std::make_unique<Borrowed>(b), {.pages = 4, .io_size = 4096, .io_thread = false});
+  client.copy({0, 0, 64}, std::vector<IoRegion>{{1, 8, 64}}, 0, [&](const JobResult& r) {
+    REQUIRE(r.write_err == 0);
+    notified = true;
+  });
+  REQUIRE_FALSE(notified);
+  client.wait();
+  REQUIRE(notified);
+  require_exact_copy(b, originals[0], {0, 0, 64}, {1, 8, 64}, originals[1]);
+}
+
 TEST_CASE("a destination count that differs from the source's is refused") {
   FaultBackend b(disks(2));
   KcopydClient client(std::make_unique<Borrowed>(b), {.pages = 4, .io_size = 4096});
