@@ -79,8 +79,6 @@ std::size_t AioBackend::reap(std::span<IoRequest*> out, std::size_t min_completi
   return n;
 }
 
-int AioBackend::flush(unsigned endpoint) {
-  return ::fdatasync(endpoints_[endpoint].direct_fd) == 0 ? 0 : -errno;
-}
+int AioBackend::flush(unsigned endpoint) { return ::fdatasync(endpoints_[endpoint].direct_fd) == 0 ? 0 : -errno; }
 
 }  // namespace kcopy

@@ -1,5 +1,6 @@
 #include "kcopy/copy_command.hpp"
 
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -7,7 +8,6 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <spdlog/spdlog.h>
 
 #include "kcopy/aio_backend.hpp"
 #include "kcopy/copy_plan.hpp"
@@ -52,7 +52,7 @@ int run_copy_command(const Options& options) {
   // O_EXCL open of a block device would fail with EBUSY, and the engine sees
   // regions on one endpoint as regions on one device (memmove ordering).
   std::vector<std::optional<DeviceIdentity>> ids;
-  std::vector<std::size_t> device_of;  // region i is on devices[device_of[i]]
+  std::vector<std::size_t> device_of;     // region i is on devices[device_of[i]]
   std::vector<std::size_t> first_region;  // of each device
   for (std::size_t i = 0; i < args.size(); ++i) {
     ids.push_back(Device::identify(args[i].path));
@@ -113,8 +113,8 @@ int run_copy_command(const Options& options) {
 
   report_result(result, plan, endpoints, options.ignore_errors);
   const double mib = static_cast<double>(sectors_to_bytes(plan.from.count)) / (1 << 20);
-  spdlog::debug("copied {} sectors to {} destination(s) in {:.3f} s ({:.1f} MiB/s)", plan.from.count,
-                plan.dests.size(), seconds, seconds > 0 ? mib / seconds : 0.0);
+  spdlog::debug("copied {} sectors to {} destination(s) in {:.3f} s ({:.1f} MiB/s)", plan.from.count, plan.dests.size(),
+                seconds, seconds > 0 ? mib / seconds : 0.0);
   return exit_status(result, signals.received());
 }
 

@@ -45,8 +45,7 @@ CopyPlan plan_copy(std::span<const RegionArg> args, std::span<const EndpointInfo
       throw Error(describe(ep, d) + ": ends past the largest possible byte offset");
     const std::uint64_t ep_sectors = bytes_to_sectors(ep.size_bytes);
     if (!ep.growable && (d.sector > ep_sectors || d.count > ep_sectors - d.sector))
-      throw Error(describe(ep, d) + " ends past the end of the device (" + std::to_string(ep_sectors) +
-                  " sectors)");
+      throw Error(describe(ep, d) + " ends past the end of the device (" + std::to_string(ep_sectors) + " sectors)");
     if (ep.identity == src.identity && d.sector == plan.from.sector)
       throw Error(describe(ep, d) + " is the source range itself: nothing to copy");
     for (std::size_t j = 0; j < plan.dests.size(); ++j)

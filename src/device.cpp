@@ -83,8 +83,7 @@ Device Device::open(const std::string& path, const std::string& role, const Open
   if (!exists && path.find('/') != std::string::npos && under_dev(path))
     fail(role, path, "no such device (kcopy creates image files, but not under /dev)");
   if (exists && S_ISDIR(st.st_mode)) fail(role, path, "is a directory, not a block device or file");
-  if (exists && !S_ISBLK(st.st_mode) && !S_ISREG(st.st_mode))
-    fail(role, path, "is not a block device or regular file");
+  if (exists && !S_ISBLK(st.st_mode) && !S_ISREG(st.st_mode)) fail(role, path, "is not a block device or regular file");
   const bool is_block = exists && S_ISBLK(st.st_mode);
 
   int flags = O_CLOEXEC | (!options.write ? O_RDONLY : options.read ? O_RDWR : O_WRONLY);

@@ -75,7 +75,7 @@ struct KcopydClient::SubJob {
   unsigned writes_pending = 0;
   IoRequest read;
   std::array<IoRequest, max_destinations> writes;
-  std::array<Scan, 1 + max_destinations> scan;           // by slot
+  std::array<Scan, 1 + max_destinations> scan;             // by slot
   std::array<IoRequest, 1 + max_destinations> scan_piece;  // the piece in flight, by slot
 };
 
@@ -371,7 +371,7 @@ void KcopydClient::start_writes(SubJob& sj) {
   for (unsigned d = 0; d < job.num_dests; ++d) {
     if (!(job.live & (1u << d))) continue;
     sj.writes[d] = {IoOp::write, job.dests[d].endpoint, sj.buffer, region_byte(job.dests[d]) + sj.extent.offset, 0,
-                    &sj,          write_slot(d)};
+                    &sj,         write_slot(d)};
     batch_.push_back(&sj.writes[d]);
   }
   sj.writes_pending = static_cast<unsigned>(batch_.size());

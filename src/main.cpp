@@ -16,9 +16,10 @@ int main(int argc, char** argv) {
   auto log = spdlog::stderr_logger_st("kcopy");
   log->set_pattern("kcopy: %v");
   const int v = cli.options->verbosity;
-  log->set_level(v < 0 ? spdlog::level::err : v == 0 ? spdlog::level::info
-                                          : v == 1   ? spdlog::level::debug
-                                                     : spdlog::level::trace);
+  log->set_level(v < 0    ? spdlog::level::err
+                 : v == 0 ? spdlog::level::info
+                 : v == 1 ? spdlog::level::debug
+                          : spdlog::level::trace);
   spdlog::set_default_logger(log);
 
   try {

@@ -13,8 +13,7 @@
 namespace kcopy {
 namespace {
 
-constexpr std::string_view number_grammar =
-    "decimal or 0x hex, optional suffix s, K, KiB, M, MiB, G, GiB, T, TiB";
+constexpr std::string_view number_grammar = "decimal or 0x hex, optional suffix s, K, KiB, M, MiB, G, GiB, T, TiB";
 
 constexpr std::uint64_t max_u64 = std::numeric_limits<std::uint64_t>::max();
 
@@ -69,8 +68,7 @@ std::string parse_size(std::string_view text, Plain plain, std::uint64_t& bytes)
 
   std::uint64_t value = 0;
   const auto parsed = std::from_chars(text.data() + digits, text.data() + end, value, base);
-  if (parsed.ec == std::errc::result_out_of_range || value > max_u64 / unit)
-    return "is too large (2^64 bytes or more)";
+  if (parsed.ec == std::errc::result_out_of_range || value > max_u64 / unit) return "is too large (2^64 bytes or more)";
   bytes = value * unit;
   return "";
 }
@@ -82,8 +80,7 @@ std::string parse_sector_count(std::string_view text, std::uint64_t& sectors) {
   if (!why.empty()) return why;
   // Every suffix today is a multiple of 1 KiB, so this holds; it keeps "never rounded"
   // true should a finer unit ever be added.
-  if (bytes % sector_size != 0)
-    return "is " + std::to_string(bytes) + " bytes, not a whole number of 512-byte sectors";
+  if (bytes % sector_size != 0) return "is " + std::to_string(bytes) + " bytes, not a whole number of 512-byte sectors";
   sectors = bytes_to_sectors(bytes);
   return "";
 }
@@ -152,8 +149,7 @@ RegionArg parse_region(std::string_view arg, std::string_view role, const PathEx
   // No reading names an existing file (a destination image to be created, or a typo):
   // split fields off from the right while they look like numbers (every valid one does).
   if (none_exists) {
-    while (fields < 2 && path_end[fields + 1] != none && looks_numeric(field_of(fields + 1)))
-      ++fields;
+    while (fields < 2 && path_end[fields + 1] != none && looks_numeric(field_of(fields + 1))) ++fields;
   }
 
   RegionArg region{std::string(path_of(fields)), std::nullopt, std::nullopt};
@@ -166,8 +162,7 @@ RegionArg parse_region(std::string_view arg, std::string_view role, const PathEx
     std::string why = parse_sector_count(field, sectors);
     if (!why.empty()) {
       // The one case where a missing by-path name, not a typo, may be what went wrong.
-      if (none_exists && why.rfind("is not a number", 0) == 0)
-        why += "; and no file has the whole name";
+      if (none_exists && why.rfind("is not a number", 0) == 0) why += "; and no file has the whole name";
       throw fail(quoted(name, field) + why);
     }
     (k == fields ? region.sector : region.count) = sectors;

@@ -38,8 +38,6 @@ std::size_t SyncBackend::reap(std::span<IoRequest*> out, std::size_t /*min_compl
   return n;
 }
 
-int SyncBackend::flush(unsigned endpoint) {
-  return ::fdatasync(endpoints_[endpoint].direct_fd) == 0 ? 0 : -errno;
-}
+int SyncBackend::flush(unsigned endpoint) { return ::fdatasync(endpoints_[endpoint].direct_fd) == 0 ? 0 : -errno; }
 
 }  // namespace kcopy

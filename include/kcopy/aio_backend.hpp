@@ -33,10 +33,10 @@ class AioBackend final : public IoBackend {
   AioContext ctx_;
   std::vector<iocb> iocbs_;
   std::vector<iocb*> free_iocbs_;
-  std::vector<iocb*> pending_;        // prepared, not yet accepted by io_submit
-  std::vector<IoRequest*> refused_;   // io_submit refused them: completed with -errno
+  std::vector<iocb*> pending_;       // prepared, not yet accepted by io_submit
+  std::vector<IoRequest*> refused_;  // io_submit refused them: completed with -errno
   std::vector<io_event> events_;
-  std::size_t in_kernel_ = 0;         // accepted by io_submit, not yet reaped
+  std::size_t in_kernel_ = 0;  // accepted by io_submit, not yet reaped
 };
 
 }  // namespace kcopy

@@ -15,10 +15,10 @@ namespace kcopy {
 
 /// What the plan needs to know of one opened endpoint.
 struct EndpointInfo {
-  std::string role;           ///< "source", "destination 2": for messages
+  std::string role;  ///< "source", "destination 2": for messages
   std::string path;
   std::uint64_t size_bytes = 0;
-  bool growable = false;      ///< a regular file: a destination may extend it
+  bool growable = false;  ///< a regular file: a destination may extend it
   DeviceIdentity identity;
 };
 

@@ -15,13 +15,13 @@ enum class IoOp : std::uint8_t { read, write };
 /// handed back by reap().
 struct IoRequest {
   IoOp op = IoOp::read;
-  unsigned endpoint = 0;         ///< index into the backend's endpoint table
-  std::span<std::byte> buffer;   ///< the bytes still to transfer (page pool memory)
-  std::uint64_t offset = 0;      ///< byte offset on the endpoint of buffer[0]
-  long result = 0;               ///< set by the backend: bytes transferred (may be
-                                 ///< short, 0 at end of file) or -errno
-  void* owner = nullptr;         ///< the engine's sub-job
-  unsigned tag = 0;              ///< the engine's own use
+  unsigned endpoint = 0;        ///< index into the backend's endpoint table
+  std::span<std::byte> buffer;  ///< the bytes still to transfer (page pool memory)
+  std::uint64_t offset = 0;     ///< byte offset on the endpoint of buffer[0]
+  long result = 0;              ///< set by the backend: bytes transferred (may be
+                                ///< short, 0 at end of file) or -errno
+  void* owner = nullptr;        ///< the engine's sub-job
+  unsigned tag = 0;             ///< the engine's own use
 };
 
 /// The operations an I/O backend provides. Called only from the engine's I/O

@@ -40,14 +40,14 @@ enum CopyFlag : unsigned {
 /// What a finished job hands to its notify function (dm_kcopyd_notify_fn's
 /// read_err and write_err, with the details a user needs).
 struct JobResult {
-  bool read_err = false;          ///< the source had a read error
-  unsigned long write_err = 0;    ///< bit i: destination i had a write or flush error
-  bool stopped = false;           ///< stop() cut the job short
-  ErrorRanges read_errors;        ///< failed source ranges, sorted and merged
-  std::array<ErrorRanges, max_destinations> write_errors;  ///< failed ranges, each
-  std::array<int, max_destinations> flush_error{};          ///< positive errno, or 0
+  bool read_err = false;                                          ///< the source had a read error
+  unsigned long write_err = 0;                                    ///< bit i: destination i had a write or flush error
+  bool stopped = false;                                           ///< stop() cut the job short
+  ErrorRanges read_errors;                                        ///< failed source ranges, sorted and merged
+  std::array<ErrorRanges, max_destinations> write_errors;         ///< failed ranges, each
+  std::array<int, max_destinations> flush_error{};                ///< positive errno, or 0
   std::array<std::uint64_t, max_destinations> sectors_written{};  ///< completed, each
-  std::uint64_t sectors_total = 0;  ///< the job's size
+  std::uint64_t sectors_total = 0;                                ///< the job's size
 };
 
 /// Called once per job, on the client's I/O thread, when the job has ended.
@@ -56,7 +56,7 @@ using NotifyFn = std::function<void(const JobResult&)>;
 /// The defaults, tuned with scripts/bench on loop devices (see the README): a few
 /// sub-jobs in flight beat a deep queue there, and 512 KiB is kcopyd's own
 /// sub-job size.
-inline constexpr std::uint64_t default_pages = 512;         // 2 MiB: 4 sub-jobs in flight
+inline constexpr std::uint64_t default_pages = 512;          // 2 MiB: 4 sub-jobs in flight
 inline constexpr std::uint64_t default_io_size = 512 << 10;  // bytes
 
 /// Client settings (kcopyd_client_create's num_pages, and the sub-job size).
@@ -80,8 +80,8 @@ struct ClientConfig {
 /// neither stops the job: the failed request is scanned again down to single
 /// logical blocks, blocks that still fail are recorded, and unreadable blocks are
 /// written as zeroes. (A failed read is scanned in any case, to name the exact
-/// bad sectors; without copy_ignore_errors its sub-job is then not written.) Short transfers continue where they stopped. At the end
-/// every destination is flushed unless copy_no_flush.
+/// bad sectors; without copy_ignore_errors its sub-job is then not written.) Short transfers continue where they
+/// stopped. At the end every destination is flushed unless copy_no_flush.
 ///
 /// A destination on the source's endpoint may overlap the source range: sub-jobs
 /// then run in descending order when the destination is above the source, and a

@@ -21,8 +21,7 @@ struct Extent {
 /// `io_size` must be a positive multiple of `alignment`; `alignment` a power of two.
 class SubJobPlan {
  public:
-  SubJobPlan(std::uint64_t source_offset, std::uint64_t total_bytes, std::uint64_t io_size,
-             std::uint32_t alignment);
+  SubJobPlan(std::uint64_t source_offset, std::uint64_t total_bytes, std::uint64_t io_size, std::uint32_t alignment);
 
   /// How many sub-jobs there are.
   std::uint64_t count() const { return count_; }

@@ -31,8 +31,8 @@ class FaultBackend final : public IoBackend {
 
   // --- knobs, set before the copy starts ---
   std::vector<Fault> faults;
-  std::size_t short_cap = 0;      ///< when > 0, no transfer moves more bytes than this
-  int flush_error_on = -1;        ///< endpoint whose flush fails with EIO
+  std::size_t short_cap = 0;  ///< when > 0, no transfer moves more bytes than this
+  int flush_error_on = -1;    ///< endpoint whose flush fails with EIO
   std::uint32_t align = 512;
 
   // --- what the test inspects after the copy ---

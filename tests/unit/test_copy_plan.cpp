@@ -83,8 +83,7 @@ TEST_CASE("a destination may overlap the source on the same device (memmove), bu
 TEST_CASE("two destinations overlapping the source from opposite sides are refused") {
   const std::vector<EndpointInfo> eps{block("source", 8 * MiB, 1), block("destination 1", 8 * MiB, 1),
                                       block("destination 2", 8 * MiB, 1)};
-  REQUIRE_THROWS_WITH(plan_copy(std::vector{arg(100, 100), arg(150), arg(50)}, eps),
-                      Catch::Contains("opposite sides"));
+  REQUIRE_THROWS_WITH(plan_copy(std::vector{arg(100, 100), arg(150), arg(50)}, eps), Catch::Contains("opposite sides"));
   // From the same side: one order serves both.
   REQUIRE_NOTHROW(plan_copy(std::vector{arg(100, 100), arg(150), arg(250)}, eps));
 }

@@ -83,7 +83,8 @@ TEST_CASE("every destination sector is written exactly once") {
   for (unsigned ep : {1u, 2u}) {
     const auto& w = b.written(ep);
     const std::uint64_t start = ep == 1 ? sectors_to_bytes(3) : 0;
-    REQUIRE(std::all_of(w.begin() + static_cast<long>(start), w.begin() + static_cast<long>(start + sectors_to_bytes(4001)),
+    REQUIRE(std::all_of(w.begin() + static_cast<long>(start),
+                        w.begin() + static_cast<long>(start + sectors_to_bytes(4001)),
                         [](unsigned char c) { return c == 1; }));
     REQUIRE(std::accumulate(w.begin(), w.end(), 0ul) == sectors_to_bytes(4001));
   }
@@ -240,12 +241,12 @@ TEST_CASE("with copy_ignore_errors a failing destination keeps being written pas
 
 TEST_CASE("an overlapping copy on one device gives what memmove gives, in both directions") {
   const auto [src, dst, count] = GENERATE(table<std::uint64_t, std::uint64_t, std::uint64_t>({
-      {0, 5, 3000},      // above, by less than a sub-job
-      {0, 32, 3000},     // above, by exactly one sub-job (16 KiB = 32 sectors)
-      {0, 1000, 3000},   // above, by many sub-jobs
-      {100, 99, 3000},   // below, by one sector
-      {1000, 968, 3000}, // below, by exactly one sub-job
-      {3000, 7, 3000},   // below, by many
+      {0, 5, 3000},       // above, by less than a sub-job
+      {0, 32, 3000},      // above, by exactly one sub-job (16 KiB = 32 sectors)
+      {0, 1000, 3000},    // above, by many sub-jobs
+      {100, 99, 3000},    // below, by one sector
+      {1000, 968, 3000},  // below, by exactly one sub-job
+      {3000, 7, 3000},    // below, by many
   }));
   const unsigned seed = GENERATE(1u, 2u, 3u);
   FaultBackend b(disks(1), seed);

@@ -151,12 +151,10 @@ TEST_CASE("at most two fields are split off; further numbers stay in the path") 
 
 TEST_CASE("a missing by-path name is reported, not split into a bogus path") {
   REQUIRE_THROWS_WITH(src("/dev/disk/by-path/pci-0000:00:1f.2-ata-1"),
-                      Contains("COUNT '1f.2-ata-1' is not a number") &&
-                          Contains("; and no file has the whole name"));
+                      Contains("COUNT '1f.2-ata-1' is not a number") && Contains("; and no file has the whole name"));
 }
 
-TEST_CASE(
-    "the note about the whole name is left out when the path exists or the field is a number") {
+TEST_CASE("the note about the whole name is left out when the path exists or the field is a number") {
   REQUIRE_THROWS_WITH(src("disk.img:12x", {"disk.img"}), !Contains("whole name"));
   REQUIRE_THROWS_WITH(dst("new.img:1.5K"), !Contains("whole name"));
   REQUIRE_THROWS_WITH(dst("new.img:-5"), !Contains("whole name"));
@@ -185,9 +183,7 @@ TEST_CASE("a word as COUNT after an existing path is an error") {
 
 // ---- empty parts ------------------------------------------------------------------------
 
-TEST_CASE("an empty argument is an error") {
-  REQUIRE_THROWS_WITH(src(""), Contains("source '': empty PATH"));
-}
+TEST_CASE("an empty argument is an error") { REQUIRE_THROWS_WITH(src(""), Contains("source '': empty PATH")); }
 
 TEST_CASE("an empty path before the fields is an error") {
   REQUIRE_THROWS_WITH(src(":2048"), Contains("source ':2048': empty PATH"));
@@ -278,21 +274,20 @@ TEST_CASE("error messages are one line") {
 
 TEST_CASE("a newline or other control character in an argument is escaped: still one line") {
   // Found by tests/fuzz: the text was quoted verbatim, and main prints what() as it is.
-  REQUIRE_THROWS_WITH(dst("new.img\n:12x"),
-                      Contains("destination 1 'new.img\\n:12x': SECTOR '12x' is not a number"));
+  REQUIRE_THROWS_WITH(dst("new.img\n:12x"), Contains("destination 1 'new.img\\n:12x': SECTOR '12x' is not a number"));
   REQUIRE_THROWS_WITH(src("d:1\n", {"d"}), Contains("source 'd:1\\n': SECTOR '1\\n' is not"));
   REQUIRE_THROWS_WITH(src("d:\r\x1b[2K5", {"d"}), Contains("SECTOR '\\r\\x1b[2K5' is not"));
-  REQUIRE_THROWS_WITH(parse_sectors("\n", "--count"), "--count '\\n' is not a number (decimal "
-                                                      "or 0x hex, optional suffix s, K, KiB, M, "
-                                                      "MiB, G, GiB, T, TiB)");
+  REQUIRE_THROWS_WITH(parse_sectors("\n", "--count"),
+                      "--count '\\n' is not a number (decimal "
+                      "or 0x hex, optional suffix s, K, KiB, M, "
+                      "MiB, G, GiB, T, TiB)");
   REQUIRE_THROWS_WITH(parse_bytes("1\n", "--io-size"), Contains("--io-size '1\\n' is not"));
 }
 
 // ---- overflow ---------------------------------------------------------------------------
 
 TEST_CASE("a sector past 64 bits is too large") {
-  REQUIRE_THROWS_WITH(src("d:99999999999999999999", {"d"}),
-                      Contains("SECTOR '99999999999999999999' is too large"));
+  REQUIRE_THROWS_WITH(src("d:99999999999999999999", {"d"}), Contains("SECTOR '99999999999999999999' is too large"));
 }
 
 TEST_CASE("a sector whose byte offset does not fit in 64 bits is too large") {
@@ -311,16 +306,14 @@ TEST_CASE("a count past 64 bits is too large") {
 
 TEST_CASE("a byte size past 64 bits is too large") {
   REQUIRE_THROWS_WITH(src("d:20000000T", {"d"}), Contains("SECTOR '20000000T' is too large"));
-  REQUIRE_THROWS_WITH(src("d:0:0xffffffffffffffffK", {"d"}),
-                      Contains("COUNT '0xffffffffffffffffK' is too large"));
+  REQUIRE_THROWS_WITH(src("d:0:0xffffffffffffffffK", {"d"}), Contains("COUNT '0xffffffffffffffffK' is too large"));
   REQUIRE_THROWS_WITH(src("d:16777216T", {"d"}), Contains("is too large"));
 }
 
 TEST_CASE("a region ending at 2^64 bytes or beyond is an error") {
   REQUIRE_THROWS_WITH(src("d:0x7fffffffffffff:1", {"d"}),
                       Contains("source 'd:0x7fffffffffffff:1': SECTOR + COUNT is too large"));
-  REQUIRE_THROWS_WITH(src("d:0x40000000000000:0x40000000000000", {"d"}),
-                      Contains("SECTOR + COUNT is too large"));
+  REQUIRE_THROWS_WITH(src("d:0x40000000000000:0x40000000000000", {"d"}), Contains("SECTOR + COUNT is too large"));
 }
 
 TEST_CASE("a region ending just below 2^64 bytes is accepted") {
@@ -402,8 +395,8 @@ TEST_CASE("a size names what it is for and the text") {
 }
 
 TEST_CASE("other number forms are errors") {
-  for (const char* bad : {"", "-", "+", "-0", "+0", "0b101", "1e3", "0o7", "x10", "0x1g", "00x5",
-                          "1_000", "1,000", " ", "K"}) {
+  for (const char* bad :
+       {"", "-", "+", "-0", "+0", "0b101", "1e3", "0o7", "x10", "0x1g", "00x5", "1_000", "1,000", " ", "K"}) {
     INFO(bad);
     REQUIRE_THROWS_AS(sectors(bad), kcopy::Error);
   }
@@ -449,13 +442,11 @@ TEST_CASE("io-size: the whole 64-bit byte range is accepted and no more") {
 }
 
 TEST_CASE("io-size: bad forms name the option and the text") {
-  REQUIRE_THROWS_WITH(parse_bytes("512x", "--io-size"),
-                      Contains("--io-size '512x' is not a number"));
+  REQUIRE_THROWS_WITH(parse_bytes("512x", "--io-size"), Contains("--io-size '512x' is not a number"));
   REQUIRE_THROWS_WITH(parse_bytes("-1", "--io-size"), "--io-size '-1' is negative");
   REQUIRE_THROWS_WITH(parse_bytes("+1", "--io-size"), Contains("--io-size '+1' is not a number"));
   REQUIRE_THROWS_WITH(parse_bytes(" 1", "--io-size"), Contains("is not a number"));
-  REQUIRE_THROWS_WITH(parse_bytes("0.5M", "--io-size"),
-                      Contains("--io-size '0.5M' has a fraction"));
+  REQUIRE_THROWS_WITH(parse_bytes("0.5M", "--io-size"), Contains("--io-size '0.5M' has a fraction"));
   REQUIRE_THROWS_WITH(parse_bytes("0x", "--io-size"), Contains("has no hex digits after 0x"));
   REQUIRE_THROWS_WITH(parse_bytes("", "--io-size"), "--io-size '' is empty");
 }
