@@ -35,6 +35,38 @@ struct CreatedFiles {
   }
 };
 
+// The devices of a copy: each opened once, whatever number of regions it holds
+// (a second O_EXCL open of a block device would fail with EBUSY), so that the
+// engine sees regions on one endpoint as regions on one device (memmove order).
+struct OpenedDevices {
+  std::vector<Device> devices;
+  std::vector<std::size_t> device_of;  // region i is on devices[device_of[i]]
+};
+
+OpenedDevices open_devices(const std::vector<RegionArg>& args, const Options& options, CreatedFiles& created) {
+  OpenedDevices out;
+  std::vector<std::optional<DeviceIdentity>> ids;
+  std::vector<std::size_t> first_region;  // of each device
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    ids.push_back(Device::identify(args[i].path));
+    std::size_t k = 0;
+    while (k < first_region.size() && !(ids[i] && ids[first_region[k]] == ids[i])) ++k;
+    if (k == first_region.size()) first_region.push_back(i);
+    out.device_of.push_back(k);
+  }
+  for (std::size_t k = 0; k < first_region.size(); ++k) {
+    const std::size_t i = first_region[k];
+    const bool has_dest = std::find(out.device_of.begin() + 1, out.device_of.end(), k) != out.device_of.end();
+    const OpenOptions open{
+        .read = out.device_of[0] == k, .write = has_dest, .buffered = options.buffered, .exclusive = !options.force};
+    const Device& dev = out.devices.emplace_back(Device::open(args[i].path, role_of(i), open));
+    if (dev.created()) created.paths.push_back(dev.path());
+    if (dev.direct_refused())
+      spdlog::info("{} '{}': O_DIRECT is not supported there; using buffered I/O", role_of(i), dev.path());
+  }
+  return out;
+}
+
 }  // namespace
 
 int run_copy_command(const Options& options) {
@@ -48,31 +80,10 @@ int run_copy_command(const Options& options) {
   for (std::size_t i = 0; i < options.regions.size(); ++i)
     args.push_back(parse_region(options.regions[i], role_of(i), exists));
 
-  // Each device is opened once, whatever number of regions it holds: a second
-  // O_EXCL open of a block device would fail with EBUSY, and the engine sees
-  // regions on one endpoint as regions on one device (memmove ordering).
-  std::vector<std::optional<DeviceIdentity>> ids;
-  std::vector<std::size_t> device_of;     // region i is on devices[device_of[i]]
-  std::vector<std::size_t> first_region;  // of each device
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    ids.push_back(Device::identify(args[i].path));
-    std::size_t k = 0;
-    while (k < first_region.size() && !(ids[i] && ids[first_region[k]] == ids[i])) ++k;
-    if (k == first_region.size()) first_region.push_back(i);
-    device_of.push_back(k);
-  }
   CreatedFiles created;
-  std::vector<Device> devices;
-  for (std::size_t k = 0; k < first_region.size(); ++k) {
-    const std::size_t i = first_region[k];
-    const bool has_dest = std::any_of(device_of.begin() + 1, device_of.end(), [&](std::size_t d) { return d == k; });
-    const OpenOptions open{
-        .read = device_of[0] == k, .write = has_dest, .buffered = options.buffered, .exclusive = !options.force};
-    const Device& dev = devices.emplace_back(Device::open(args[i].path, role_of(i), open));
-    if (dev.created()) created.paths.push_back(dev.path());
-    if (dev.direct_refused())
-      spdlog::info("{} '{}': O_DIRECT is not supported there; using buffered I/O", role_of(i), dev.path());
-  }
+  OpenedDevices opened = open_devices(args, options, created);
+  const std::vector<Device>& devices = opened.devices;
+  const std::vector<std::size_t>& device_of = opened.device_of;
   std::vector<EndpointInfo> endpoints;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const Device& dev = devices[device_of[i]];
@@ -101,7 +112,7 @@ int run_copy_command(const Options& options) {
     // to scripts doing many small copies); wait() returns when it has ended.
     KcopydClient client(std::move(backend), config);
     for (std::size_t d = 0; d < plan.dests.size(); ++d)
-      devices[plan.dests[d].endpoint].grow_to(sectors_to_bytes(plan.dests[d].sector + plan.dests[d].count));
+      opened.devices[plan.dests[d].endpoint].grow_to(sectors_to_bytes(plan.dests[d].sector + plan.dests[d].count));
     created.keep = true;  // from here on, data is written
     const unsigned flags = (options.no_flush ? copy_no_flush : 0u) | (options.ignore_errors ? copy_ignore_errors : 0u);
     client.copy(plan.from, plan.dests, flags, [&](const JobResult& r) { result = r; });

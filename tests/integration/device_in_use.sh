@@ -21,23 +21,6 @@ dst_img=$(make_image dst.img 16M)
 dst_orig=$(pristine_copy "$dst_img")
 dst=$(attach "$dst_img")
 
-failed=()
-# run_case DESCRIPTION FUNCTION ARGS...: run one case in a subshell; record it
-# when it fails and go on.
-run_case() {
-    local desc=$1 rc
-    shift
-    printf '\n== %s\n' "$desc"
-    set +e
-    (
-        set -e
-        "$@"
-    )
-    rc=$?
-    set -e
-    ((rc == 0)) || failed+=("$desc")
-}
-
 # refused_because DEV ERE... : the last run exited 128 (checked by the caller's
 # expect_status) with exactly one line, which names DEV and matches every ERE
 # (case-insensitive).

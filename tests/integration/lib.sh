@@ -677,3 +677,27 @@ _release_holds_then_cleanup() {
 direct_sha() {
     reference digest "$1" || fail "cannot read $1"
 }
+
+# --- table-driven cases -------------------------------------------------------
+
+# run_case DESCRIPTION COMMAND...: runs one case in a subshell with set -e, so that
+# a failing case is recorded in failed[] and the next case still runs. A test may
+# define on_case_failure (e.g. to put its devices back) to run after a failure.
+failed=()
+run_case() {
+    local desc=$1 rc
+    shift
+    printf '\n== %s\n' "$desc"
+    set +e
+    (
+        set -e
+        "$@"
+    )
+    rc=$?
+    set -e
+    if ((rc != 0)); then
+        failed+=("$desc")
+        if declare -F on_case_failure >/dev/null; then on_case_failure; fi
+    fi
+    return 0
+}

@@ -24,25 +24,10 @@ other=$(attach "$other_img")
 expected=$SCRATCH/expected.img
 expected_other=$SCRATCH/expected-other.img
 
-failed=()
-# run_case DESCRIPTION FUNCTION ARGS...: run one case in a subshell; record it
-# when it fails, put the devices back, go on.
-run_case() {
-    local desc=$1 rc
-    shift
-    printf '\n== %s\n' "$desc"
-    set +e
-    (
-        set -e
-        "$@"
-    )
-    rc=$?
-    set -e
-    if ((rc != 0)); then
-        failed+=("$desc")
-        restore_device "$dev" "$orig"
-        restore_device "$other" "$other_orig"
-    fi
+# After a failed case, put the devices back for the next one.
+on_case_failure() {
+    restore_device "$dev" "$orig"
+    restore_device "$other" "$other_orig"
 }
 
 # moved SS COUNT DS [KCOPY OPTIONS...]: kcopy OPTIONS $dev:SS:COUNT $dev:DS
