@@ -1,5 +1,7 @@
 #include "kcopy/cli.hpp"
 
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <charconv>
 #include <iostream>
@@ -77,6 +79,9 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
     opt.io_size = parse_bytes(io_size, "--io-size");
     if (opt.io_size == 0 || opt.io_size % sector_size != 0)
       throw Error("--io-size '" + io_size + "' is not a positive whole number of 512-byte sectors");
+    if (const long phys = ::sysconf(_SC_PHYS_PAGES); phys > 0 && opt.pages > static_cast<std::uint64_t>(phys) / 2)
+      throw Error("--pages " + std::to_string(opt.pages) + " is more than half of this machine's memory (" +
+                  std::to_string(phys) + " pages)");
     if (opt.io_size > opt.pages * page_size)
       throw Error("--io-size '" + io_size + "' is larger than the page pool (--pages " + std::to_string(opt.pages) +
                   " = " + std::to_string(opt.pages * page_size) + " bytes)");

@@ -98,7 +98,7 @@ int run_copy_command(const Options& options) {
   std::vector<FdEndpoint> fds;
   for (const auto& dev : devices) fds.push_back(dev.endpoint());
   const ClientConfig config{options.pages, options.io_size, /*io_thread=*/false};
-  const std::size_t max_requests = KcopydClient::max_requests(config);
+  const std::size_t max_requests = KcopydClient::max_requests(config, static_cast<unsigned>(plan.dests.size()));
   std::unique_ptr<IoBackend> backend;
   if (sectors_to_bytes(plan.from.count) <= options.io_size)
     backend = std::make_unique<SyncBackend>(std::move(fds), max_requests);

@@ -79,8 +79,10 @@ struct KcopydClient::SubJob {
   std::array<IoRequest, 1 + max_destinations> scan_piece;  // the piece in flight, by slot
 };
 
-std::size_t KcopydClient::max_requests(const ClientConfig& config) {
-  return PagePool::capacity_for(config.pages, config.io_size) * (1 + max_destinations);
+// A sub-job has one request in flight while it reads (its read, or a piece of
+// its scan), then one per destination (a write, or a piece of that write's scan).
+std::size_t KcopydClient::max_requests(const ClientConfig& config, unsigned destinations) {
+  return PagePool::capacity_for(config.pages, config.io_size) * std::max(destinations, 1u);
 }
 
 KcopydClient::KcopydClient(std::unique_ptr<IoBackend> backend, const ClientConfig& config)
@@ -91,7 +93,7 @@ KcopydClient::KcopydClient(std::unique_ptr<IoBackend> backend, const ClientConfi
   sub_jobs_.resize(pool_.capacity());
   for (auto& sj : sub_jobs_) free_sub_jobs_.push_back(&sj);
   batch_.reserve(max_destinations * sub_jobs_.size());
-  completions_.resize(max_requests(config));
+  completions_.resize(max_requests(config, max_destinations));
   held_.reserve(sub_jobs_.size());
   if (threaded_) io_thread_ = std::thread([this] { run(); });
 }

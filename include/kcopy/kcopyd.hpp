@@ -114,9 +114,10 @@ class KcopydClient {
   /// are flushed, and the jobs end with `stopped`. Async-signal-safe.
   void stop() { stop_requested_.store(true, std::memory_order_relaxed); }
 
-  /// The most requests a client with `config` has in flight at once: size the
-  /// backend (AioBackend's max_requests) with it.
-  static std::size_t max_requests(const ClientConfig& config);
+  /// The most requests a client with `config` has in flight at once when its
+  /// jobs have at most `destinations` destinations: size the backend (AioBackend's
+  /// max_requests) with it.
+  static std::size_t max_requests(const ClientConfig& config, unsigned destinations);
 
   /// Sectors copied to every live destination so far, over all jobs (for progress).
   std::uint64_t sectors_done() const { return sectors_done_.load(std::memory_order_relaxed); }
