@@ -35,6 +35,7 @@ struct IoRegion {
 enum CopyFlag : unsigned {
   copy_ignore_errors = 1u << 0,  ///< DM_KCOPYD_IGNORE_ERROR: go on past errors
   copy_no_flush = 1u << 2,       ///< skip the final fdatasync of each destination
+                                 ///< (bit 1 is kept for DM_KCOPYD_WRITE_SEQ)
 };
 
 /// What a finished job hands to its notify function (dm_kcopyd_notify_fn's
@@ -50,7 +51,7 @@ struct JobResult {
   std::uint64_t sectors_total = 0;                                ///< the job's size
 };
 
-/// Called once per job, on the client's I/O thread, when the job has ended.
+/// Called once per job when it has ended: on the client's I/O thread, or in wait().
 using NotifyFn = std::function<void(const JobResult&)>;
 
 /// The defaults, tuned with scripts/bench on loop devices (see the README): a few
@@ -80,8 +81,9 @@ struct ClientConfig {
 /// neither stops the job: the failed request is scanned again down to single
 /// logical blocks, blocks that still fail are recorded, and unreadable blocks are
 /// written as zeroes. (A failed read is scanned in any case, to name the exact
-/// bad sectors; without copy_ignore_errors its sub-job is then not written.) Short transfers continue where they
-/// stopped. At the end every destination is flushed unless copy_no_flush.
+/// bad sectors; without copy_ignore_errors its sub-job is then not written.)
+/// Short transfers continue where they stopped. At the end every destination
+/// still written is flushed unless copy_no_flush.
 ///
 /// A destination on the source's endpoint may overlap the source range: sub-jobs
 /// then run in descending order when the destination is above the source, and a
@@ -90,7 +92,8 @@ struct ClientConfig {
 class KcopydClient {
  public:
   /// kcopyd_client_create: allocates the page pool (`pages` pages in buffers of
-  /// `io_size` bytes) and every sub-job up front, and starts the I/O thread.
+  /// `io_size` bytes) and every sub-job up front, and starts the I/O thread
+  /// (if config.io_thread).
   /// Takes ownership of the backend. Throws kcopy::Error on bad sizes or no memory.
   KcopydClient(std::unique_ptr<IoBackend> backend, const ClientConfig& config);
   /// dm_kcopyd_client_destroy: waits for every queued job to end (running them
