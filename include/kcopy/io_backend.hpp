@@ -24,8 +24,8 @@ struct IoRequest {
   unsigned tag = 0;             ///< the engine's own use
 };
 
-/// The operations an I/O backend provides. Called only from the engine's I/O
-/// thread; no call throws or allocates.
+/// The operations an I/O backend provides. Called only from the thread running
+/// the engine's I/O loop; no call throws or allocates.
 class IoBackend {
  public:
   virtual ~IoBackend() = default;

@@ -14,7 +14,7 @@ namespace kcopy {
 /// each (one buffer holds one sub-job's data). Allocated once at construction;
 /// get() and put() never allocate, never throw, and are O(1).
 ///
-/// Not thread-safe: the engine's I/O thread is its only user.
+/// Not thread-safe: the engine's I/O loop is its only user.
 class PagePool {
  public:
   /// Throws kcopy::Error if `pages` is 0, `buffer_bytes` is 0 or not a multiple
