@@ -96,7 +96,8 @@ Device Device::open(const std::string& path, const std::string& role, const Open
 
   int fd = ::open(path.c_str(), flags | direct, 0666);
   if (fd < 0 && errno == EINVAL && direct) {
-    // tmpfs and some FUSE file systems refuse O_DIRECT: go through the page cache.
+    // ramfs, tmpfs before Linux 6.6 and some FUSE file systems refuse O_DIRECT:
+    // go through the page cache.
     // The failed open may already have created the file.
     dev.direct_refused_ = true;
     fd = ::open(path.c_str(), dev.created_ ? flags & ~O_EXCL : flags, 0666);

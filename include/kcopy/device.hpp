@@ -59,7 +59,7 @@ class Device {
   /// holds the source and a destination), plus O_EXCL for written block devices
   /// unless !exclusive; a missing file is created,
   /// and created() says so, so that a later setup error can remove it).
-  /// Where O_DIRECT is refused (tmpfs: EINVAL), falls back to buffered I/O and
+  /// Where O_DIRECT is refused (ramfs, older tmpfs: EINVAL), falls back to buffered I/O and
   /// sets `direct_refused()` so the caller can print a one-line notice.
   /// Throws kcopy::Error naming `role` and `path`: missing, a directory, a
   /// character device or other non-block non-regular file, permission denied,
