@@ -49,6 +49,20 @@ struct KcopydClient::Job {
   bool stopping(bool stop_requested) const {
     return stop_requested || live == 0 || ((result.read_err || read_scans > 0) && !ignore_errors());
   }
+  // Records a failed request (result -errno, or 0: an unexpected end) against
+  // the endpoint of its slot: the source's read_err, or destination d's bit.
+  void record_failure(const IoRequest& req) {
+    const int error = req.result < 0 ? static_cast<int>(-req.result) : EIO;
+    const std::uint64_t sector = bytes_to_sectors(req.offset);
+    const std::uint64_t count = bytes_to_sectors(req.buffer.size() + sector_size - 1);
+    if (req.tag == read_slot) {
+      result.read_errors.add(sector, count, error);
+      result.read_err = true;
+    } else {
+      result.write_errors[req.tag - 1].add(sector, count, error);
+      result.write_err |= 1ul << (req.tag - 1);
+    }
+  }
   // The sub-job at `position` in the order the job runs them.
   Extent at(std::uint64_t position) const { return plan.at(descending ? plan.count() - 1 - position : position); }
 };
@@ -227,11 +241,8 @@ void KcopydClient::on_failure(SubJob& sj, IoRequest& req) {
   // DM_KCOPYD_IGNORE_ERROR a failed write is scanned too, so that only the
   // blocks that really fail are lost.
   if (req.tag == read_slot || job.ignore_errors()) return start_scan(sj, req);
-  const unsigned dest = req.tag - 1;
-  const int error = req.result < 0 ? static_cast<int>(-req.result) : EIO;
-  job.result.write_errors[dest].add(bytes_to_sectors(req.offset), bytes_to_sectors(req.buffer.size()), error);
-  job.result.write_err |= 1ul << dest;
-  job.live &= ~(1u << dest);  // nothing more is written to it
+  job.record_failure(req);
+  job.live &= ~(1u << (req.tag - 1));  // nothing more is written to it
   if (--sj.writes_pending == 0) end_sub_job(sj);
 }
 
@@ -275,17 +286,8 @@ void KcopydClient::on_scan_piece_done(SubJob& sj, IoRequest& piece) {
   } else if (len > scan.block) {
     scan.chunk = std::max(scan.block, len / 8 / scan.block * scan.block);
   } else {
-    const int error = piece.result < 0 ? static_cast<int>(-piece.result) : EIO;
-    const std::uint64_t sector = bytes_to_sectors(piece.offset);
-    const std::uint64_t count = bytes_to_sectors(len + sector_size - 1);
-    if (slot == read_slot) {
-      job.result.read_errors.add(sector, count, error);
-      job.result.read_err = true;
-      std::memset(piece.buffer.data(), 0, len);  // written as zeroes, as kcopyd does
-    } else {
-      job.result.write_errors[slot - 1].add(sector, count, error);
-      job.result.write_err |= 1ul << (slot - 1);
-    }
+    job.record_failure(piece);
+    if (slot == read_slot) std::memset(piece.buffer.data(), 0, len);  // written as zeroes, as kcopyd does
     scan.failed += len;
     scan.next += len;
   }
