@@ -537,6 +537,34 @@ model_zero() {
         fail "cannot zero sectors $2+$3 of model $1"
 }
 
+# clipped_bad_ranges LO HI: the test's BAD_RANGES (START:COUNT, in sectors)
+# clipped to sectors [LO, HI); prints "A B" (half-open) per non-empty piece.
+clipped_bad_ranges() {
+    local lo=$1 hi=$2 r a b
+    for r in "${BAD_RANGES[@]}"; do
+        a=${r%:*} b=$((${r%:*} + ${r#*:}))
+        ((a < lo)) && a=$lo
+        ((b > hi)) && b=$hi
+        ((a < b)) && printf '%s %s\n' "$a" "$b"
+    done
+    return 0
+}
+
+# expect_error_report ROLE DEV FIRST LAST: the last stderr's "read error at" (for
+# ROLE source) or "write error at" lines are exactly BAD_RANGES clipped to
+# sectors FIRST-LAST (inclusive), one line per range, in ascending order.
+expect_error_report() {
+    local role=$1 dev=$2 first=$3 last=$4 kind=write a b
+    [[ $role == source ]] && kind=read
+    : >"$SCRATCH/want.txt"
+    while read -r a b; do
+        bad_range_line "$role" "$dev" "$a" $((b - 1)) >>"$SCRATCH/want.txt"
+    done < <(clipped_bad_ranges "$first" $((last + 1)))
+    grep -F " $kind error at " "$STDERR_FILE" >"$SCRATCH/got.txt" || true
+    diff -u --label expected --label stderr "$SCRATCH/want.txt" "$SCRATCH/got.txt" >&2 ||
+        fail "the $kind errors reported are not exactly the bad ranges of $role (diff above)"
+}
+
 # count_copied_sectors WHAT DEV DEV_SECTOR SRC SRC_SECTOR OLD COUNT: for an
 # incomplete copy: each of the COUNT sectors of DEV at DEV_SECTOR must hold
 # either the source's sector (SRC at SRC_SECTOR, a pristine copy) or its own

@@ -43,21 +43,11 @@ for s in 0 1 9999 10000 10001 19999 20000 20002 20003 40909 40910 41009 41010 65
     [[ $got == "$want" ]] || fail "fixture: sector $s of $src: $got, want $want"
 done
 
-# expect_read_error_report FIRST LAST: the stderr lines "kcopy: source ...: read
-# error at ..." are exactly the bad ranges clipped to source sectors FIRST-LAST,
-# one per range, in ascending order; no destination is said to have failed.
+# expect_read_error_report FIRST LAST: the read errors reported are exactly the
+# bad ranges clipped to source sectors FIRST-LAST; no destination is said to
+# have failed.
 expect_read_error_report() {
-    local first=$1 last=$2 r a b
-    : >"$SCRATCH/want.txt"
-    for r in "${BAD_RANGES[@]}"; do
-        a=${r%:*} b=$((${r%:*} + ${r#*:} - 1))
-        ((a < first)) && a=$first
-        ((b > last)) && b=$last
-        ((a <= b)) && bad_range_line source "$src" "$a" "$b" >>"$SCRATCH/want.txt"
-    done
-    grep -F ' read error at ' "$STDERR_FILE" >"$SCRATCH/got.txt" || true
-    diff -u --label expected --label stderr "$SCRATCH/want.txt" "$SCRATCH/got.txt" >&2 ||
-        fail "the read errors reported are not exactly the bad ranges (diff above)"
+    expect_error_report source "$src" "$1" "$2"
     ! stderr_line_with "destination [0-9]" "[Ee]rror" || fail "stderr reports a destination error; only the source failed"
 }
 
@@ -65,15 +55,11 @@ expect_read_error_report() {
 # after copying COUNT source sectors from FIRST to DST_SECTOR with
 # --ignore-errors: the source's sectors, zeroes where the source is bad.
 model_ignoring() {
-    local expected=$1 ds=$2 first=$3 count=$4 r a b
+    local expected=$1 ds=$2 first=$3 count=$4 a b
     model_copy "$expected" "$src_orig" "$first" "$ds" "$count"
-    for r in "${BAD_RANGES[@]}"; do
-        a=${r%:*} b=$((${r%:*} + ${r#*:}))
-        ((a < first)) && a=$first
-        ((b > first + count)) && b=$((first + count))
-        ((a < b)) && model_zero "$expected" $((ds + a - first)) $((b - a))
-    done
-    return 0
+    while read -r a b; do
+        model_zero "$expected" $((ds + a - first)) $((b - a))
+    done < <(clipped_bad_ranges "$first" $((first + count)))
 }
 
 reset_all() {
