@@ -1,9 +1,9 @@
 # deps.sh: installs what kcopy needs to build and test, from Debian 12's packages.
 # Sourced by scripts/demo, scripts/test and scripts/bench; installs only what is missing.
 
-KCOPY_BUILD_PACKAGES=(build-essential meson ninja-build pkg-config libaio-dev libspdlog-dev libcli11-dev
+KCOPY_BUILD_PACKAGES=(build-essential meson ninja-build pkg-config libaio-dev liburing-dev libspdlog-dev libcli11-dev
   catch2 scdoc)
-KCOPY_TEST_PACKAGES=(util-linux e2fsprogs python3 fuse3 python3-fusepy)
+KCOPY_TEST_PACKAGES=(util-linux fdisk e2fsprogs python3 fuse3 python3-fusepy)
 
 # install_packages PKG...: apt-get install the packages that are not installed yet.
 install_packages() {

@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "kcopy/error.hpp"
+#include "kcopy/page_pool.hpp"
 #include "kcopy/region.hpp"
 #include "kcopy/units.hpp"
 #include "kcopy/version.hpp"
@@ -33,11 +34,12 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
   Options opt;
   std::string io_size = std::to_string(default_io_size / 1024) + "K";
   int verbose = 0;
+  std::string io_engine = "auto";
   int quiet = 0;
 
   CLI::App app{
       "kcopy: copy a range of 512-byte sectors from one block device or image file to up to six others,\n"
-      "asynchronously with O_DIRECT and libaio, through a bounded page pool (a userspace dm-kcopyd).\n"
+      "asynchronously with O_DIRECT and io_uring or libaio, through a bounded page pool (a userspace dm-kcopyd).\n"
       "REGION := PATH[:SECTOR[:COUNT]], in 512-byte sectors; decimal or 0x hex; suffixes\n"
       "s, K/KiB, M/MiB, G/GiB, T/TiB make a byte size. Exit status: 0 all copied; bit i-1 set if\n"
       "destination i failed; +64 source read error; 128 nothing copied (bad arguments, device\n"
@@ -63,6 +65,10 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
   app.add_flag("--ignore-errors", opt.ignore_errors,
                "go on past read and write errors: scan failed sub-jobs again down to single logical\n"
                "blocks, write unreadable blocks as zeroes, list every bad range");
+  app.add_option("--io-engine", io_engine,
+                 "the I/O backend for local devices: io_uring, libaio or sync (default: the fastest\n"
+                 "that works here: io_uring, else libaio; pread/pwrite for a copy of one sub-job)")
+      ->type_name("ENGINE");
   app.add_flag("--buffered", opt.buffered, "do not use O_DIRECT (go through the page cache)");
   app.add_flag("--no-flush", opt.no_flush, "skip the final fdatasync of each destination");
   app.add_flag("-f,--force", opt.force, "write to a block device even when it is in use (no O_EXCL)");
@@ -77,11 +83,16 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
       throw Error("at most " + std::to_string(max_destinations) + " destinations (one exit-status bit each), got " +
                   std::to_string(opt.regions.size() - 1));
     opt.io_size = parse_bytes(io_size, "--io-size");
+    opt.io_engine = parse_io_engine(io_engine);
     if (opt.io_size == 0 || opt.io_size % sector_size != 0)
       throw Error("--io-size '" + io_size + "' is not a positive whole number of 512-byte sectors");
     if (const long phys = ::sysconf(_SC_PHYS_PAGES); phys > 0 && opt.pages > static_cast<std::uint64_t>(phys) / 2)
       throw Error("--pages " + std::to_string(opt.pages) + " is more than half of this machine's memory (" +
                   std::to_string(phys) + " pages)");
+    if (const std::uint64_t buffers = PagePool::capacity_for(opt.pages, opt.io_size); buffers > max_sub_jobs_in_flight)
+      throw Error("--pages " + std::to_string(opt.pages) + " with --io-size '" + io_size + "' makes " +
+                  std::to_string(buffers) + " sub-jobs in flight; at most " + std::to_string(max_sub_jobs_in_flight) +
+                  " are allowed (use a larger --io-size or fewer --pages)");
     if (opt.io_size > opt.pages * page_size)
       throw Error("--io-size '" + io_size + "' is larger than the page pool (--pages " + std::to_string(opt.pages) +
                   " = " + std::to_string(opt.pages * page_size) + " bytes)");

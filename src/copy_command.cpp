@@ -9,29 +9,33 @@
 #include <chrono>
 #include <cstring>
 
-#include "kcopy/aio_backend.hpp"
 #include "kcopy/copy_plan.hpp"
 #include "kcopy/device.hpp"
 #include "kcopy/error.hpp"
+#include "kcopy/io_engine.hpp"
 #include "kcopy/kcopyd.hpp"
+#include "kcopy/quote.hpp"
 #include "kcopy/region.hpp"
 #include "kcopy/report.hpp"
 #include "kcopy/stop_signals.hpp"
-#include "kcopy/sync_backend.hpp"
 
 namespace kcopy {
 namespace {
 
 std::string role_of(std::size_t i) { return i == 0 ? "source" : "destination " + std::to_string(i); }
 
-// Removes the destination files this run created when setup fails, so that a
-// refused command leaves nothing behind.
-struct CreatedFiles {
-  std::vector<std::string> paths;
-  bool keep = false;
-  ~CreatedFiles() {
-    if (!keep)
-      for (const auto& p : paths) ::unlink(p.c_str());
+// Undoes what setup changed when it fails, so that a refused command leaves
+// every destination as it was: files it created are removed, files it grew get
+// their old size back.
+struct SetupUndo {
+  std::vector<std::string> created;
+  std::vector<std::pair<std::string, std::uint64_t>> grown;  // path, old size
+  bool committed = false;
+  ~SetupUndo() {
+    if (committed) return;
+    for (auto it = grown.rbegin(); it != grown.rend(); ++it)  // latest first: a file grown twice ends as it was
+      [[maybe_unused]] int rc = ::truncate(it->first.c_str(), static_cast<off_t>(it->second));
+    for (const auto& p : created) ::unlink(p.c_str());
   }
 };
 
@@ -43,7 +47,7 @@ struct OpenedDevices {
   std::vector<std::size_t> device_of;  // region i is on devices[device_of[i]]
 };
 
-OpenedDevices open_devices(const std::vector<RegionArg>& args, const Options& options, CreatedFiles& created) {
+OpenedDevices open_devices(const std::vector<RegionArg>& args, const Options& options, SetupUndo& undo) {
   OpenedDevices out;
   std::vector<std::optional<DeviceIdentity>> ids;
   std::vector<std::size_t> first_region;  // of each device
@@ -60,11 +64,33 @@ OpenedDevices open_devices(const std::vector<RegionArg>& args, const Options& op
     const OpenOptions open{
         .read = out.device_of[0] == k, .write = has_dest, .buffered = options.buffered, .exclusive = !options.force};
     const Device& dev = out.devices.emplace_back(Device::open(args[i].path, role_of(i), open));
-    if (dev.created()) created.paths.push_back(dev.path());
+    if (dev.created()) undo.created.push_back(dev.path());
     if (dev.direct_refused())
-      spdlog::info("{} '{}': O_DIRECT is not supported there; using buffered I/O", role_of(i), dev.path());
+      spdlog::info("{} {}: O_DIRECT is not supported there; using buffered I/O", role_of(i), quote(dev.path()));
   }
   return out;
+}
+
+// The backend's view of the devices: one endpoint each, with its placement on
+// the medium it shares with other endpoints (a loop device and its backing file).
+std::vector<FdEndpoint> fd_endpoints(const std::vector<Device>& devices) {
+  std::vector<FdEndpoint> fds;
+  for (const Device& dev : devices) {
+    FdEndpoint ep = dev.endpoint();
+    unsigned medium = 0;
+    while (!(devices[medium].medium().id == dev.medium().id)) ++medium;
+    ep.placement = {medium, dev.medium().offset};
+    fds.push_back(ep);
+  }
+  return fds;
+}
+
+// The pool a copy can use: never more buffers than it has sub-jobs (plus a
+// shortened head), so that a large --pages costs nothing on a small copy.
+std::uint64_t pages_for_copy(const Options& options, std::uint64_t copy_bytes) {
+  const std::uint64_t pages_per_buffer = (options.io_size + page_size - 1) / page_size;
+  const std::uint64_t buffers = (copy_bytes + options.io_size - 1) / options.io_size + 1;
+  return std::min(options.pages, buffers * pages_per_buffer);
 }
 
 }  // namespace
@@ -80,52 +106,50 @@ int run_copy_command(const Options& options) {
   for (std::size_t i = 0; i < options.regions.size(); ++i)
     args.push_back(parse_region(options.regions[i], role_of(i), exists));
 
-  CreatedFiles created;
-  OpenedDevices opened = open_devices(args, options, created);
-  const std::vector<Device>& devices = opened.devices;
+  SetupUndo undo;
+  OpenedDevices opened = open_devices(args, options, undo);
+  std::vector<Device>& devices = opened.devices;
   const std::vector<std::size_t>& device_of = opened.device_of;
   std::vector<EndpointInfo> endpoints;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const Device& dev = devices[device_of[i]];
-    endpoints.push_back({role_of(i), args[i].path, dev.size_bytes(), !dev.is_block(), dev.identity()});
+    endpoints.push_back({role_of(i), args[i].path, dev.size_bytes(), !dev.is_block(), dev.medium()});
   }
   CopyPlan plan = plan_copy(args, endpoints);
   plan.from.endpoint = static_cast<unsigned>(device_of[0]);
   for (auto& d : plan.dests) d.endpoint = static_cast<unsigned>(device_of[d.endpoint]);
+  const auto end_of = [](const IoRegion& r) { return sectors_to_bytes(r.sector + r.count); };
+  for (const IoRegion& d : plan.dests) devices[d.endpoint].check_can_grow_to(end_of(d));
 
-  // A copy of one sub-job or less is done with plain pread/pwrite: an AIO
-  // context costs more to tear down (an RCU grace period) than it would save.
-  std::vector<FdEndpoint> fds;
-  for (const auto& dev : devices) fds.push_back(dev.endpoint());
-  const ClientConfig config{options.pages, options.io_size, /*io_thread=*/false};
+  const std::uint64_t copy_bytes = sectors_to_bytes(plan.from.count);
+  const ClientConfig config{pages_for_copy(options, copy_bytes), options.io_size, /*io_thread=*/false};
   const std::size_t max_requests = KcopydClient::max_requests(config, static_cast<unsigned>(plan.dests.size()));
-  std::unique_ptr<IoBackend> backend;
-  if (sectors_to_bytes(plan.from.count) <= options.io_size)
-    backend = std::make_unique<SyncBackend>(std::move(fds), max_requests);
-  else
-    backend = std::make_unique<AioBackend>(std::move(fds), max_requests);
+  ChosenBackend chosen =
+      make_backend(options.io_engine, fd_endpoints(devices), max_requests, copy_bytes, options.io_size);
+  spdlog::debug("I/O engine: {} ({})", io_engine_name(chosen.engine), chosen.reason);
 
   JobResult result;
   const auto start = std::chrono::steady_clock::now();
   {
     // The copy runs on this thread (no I/O thread to start: start-up matters
     // to scripts doing many small copies); wait() returns when it has ended.
-    KcopydClient client(std::move(backend), config);
-    for (std::size_t d = 0; d < plan.dests.size(); ++d)
-      opened.devices[plan.dests[d].endpoint].grow_to(sectors_to_bytes(plan.dests[d].sector + plan.dests[d].count));
-    created.keep = true;  // from here on, data is written
+    KcopydClient client(std::move(chosen.backend), config);
+    for (const IoRegion& d : plan.dests) {
+      Device& dev = devices[d.endpoint];
+      if (!dev.is_block()) undo.grown.emplace_back(dev.path(), dev.size_bytes());
+      dev.grow_to(end_of(d));
+    }
+    undo.committed = true;  // from here on, data is written
     const unsigned flags = (options.no_flush ? copy_no_flush : 0u) | (options.ignore_errors ? copy_ignore_errors : 0u);
     client.copy(plan.from, plan.dests, flags, [&](const JobResult& r) { result = r; });
-    signals.attach(client);
+    signals.attach(client, plan.from.count);
     client.wait();
     signals.detach();
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   report_result(result, plan, endpoints, options.ignore_errors);
-  const double mib = static_cast<double>(sectors_to_bytes(plan.from.count)) / (1 << 20);
-  spdlog::debug("copied {} sectors to {} destination(s) in {:.3f} s ({:.1f} MiB/s)", plan.from.count, plan.dests.size(),
-                seconds, seconds > 0 ? mib / seconds : 0.0);
+  report_summary(result, plan.dests.size(), seconds);
   return exit_status(result, signals.received());
 }
 

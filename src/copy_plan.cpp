@@ -1,17 +1,25 @@
 #include "kcopy/copy_plan.hpp"
 
 #include "kcopy/error.hpp"
+#include "kcopy/quote.hpp"
 #include "kcopy/units.hpp"
 
 namespace kcopy {
 namespace {
 
 std::string describe(const EndpointInfo& ep, const IoRegion& r) {
-  return ep.role + " '" + ep.path + "' (sectors " + std::to_string(r.sector) + "+" + std::to_string(r.count) + ")";
+  return ep.role + " " + quote(ep.path) + " (sectors " + std::to_string(r.sector) + "+" + std::to_string(r.count) + ")";
 }
 
-bool overlaps(const IoRegion& a, const IoRegion& b) {
-  return a.sector < b.sector + b.count && b.sector < a.sector + a.count;
+// Where a region's bytes begin on its endpoint's medium.
+std::uint64_t medium_byte(const EndpointInfo& ep, const IoRegion& r) {
+  return ep.medium.offset + sectors_to_bytes(r.sector);
+}
+
+bool overlaps(const EndpointInfo& ea, const IoRegion& a, const EndpointInfo& eb, const IoRegion& b) {
+  if (ea.medium.id != eb.medium.id) return false;
+  const std::uint64_t at = medium_byte(ea, a), bt = medium_byte(eb, b);
+  return at < bt + sectors_to_bytes(b.count) && bt < at + sectors_to_bytes(a.count);
 }
 
 }  // namespace
@@ -28,7 +36,7 @@ CopyPlan plan_copy(std::span<const RegionArg> args, std::span<const EndpointInfo
   plan.from.endpoint = 0;
   plan.from.sector = args[0].sector.value_or(0);
   if (plan.from.sector >= src_sectors && !args[0].count)
-    throw Error(src.role + " '" + src.path + "': nothing to copy: it has " + std::to_string(src_sectors) +
+    throw Error(src.role + " " + quote(src.path) + ": nothing to copy: it has " + std::to_string(src_sectors) +
                 " sectors and the copy starts at sector " + std::to_string(plan.from.sector));
   plan.from.count = args[0].count.value_or(src_sectors - plan.from.sector);
   if (plan.from.sector > src_sectors || plan.from.count > src_sectors - plan.from.sector)
@@ -46,10 +54,10 @@ CopyPlan plan_copy(std::span<const RegionArg> args, std::span<const EndpointInfo
     const std::uint64_t ep_sectors = bytes_to_sectors(ep.size_bytes);
     if (!ep.growable && (d.sector > ep_sectors || d.count > ep_sectors - d.sector))
       throw Error(describe(ep, d) + " ends past the end of the device (" + std::to_string(ep_sectors) + " sectors)");
-    if (ep.identity == src.identity && d.sector == plan.from.sector)
+    if (ep.medium.id == src.medium.id && medium_byte(ep, d) == medium_byte(src, plan.from))
       throw Error(describe(ep, d) + " is the source range itself: nothing to copy");
     for (std::size_t j = 0; j < plan.dests.size(); ++j)
-      if (endpoints[j + 1].identity == ep.identity && overlaps(plan.dests[j], d))
+      if (overlaps(endpoints[j + 1], plan.dests[j], ep, d))
         throw Error(describe(ep, d) + " overlaps " + describe(endpoints[j + 1], plan.dests[j]));
     plan.dests.push_back(d);
   }
@@ -61,8 +69,8 @@ CopyPlan plan_copy(std::span<const RegionArg> args, std::span<const EndpointInfo
   const EndpointInfo* below = nullptr;
   for (std::size_t i = 0; i < plan.dests.size(); ++i) {
     const IoRegion& d = plan.dests[i];
-    if (endpoints[i + 1].identity == src.identity && overlaps(d, plan.from))
-      (d.sector > plan.from.sector ? above : below) = &endpoints[i + 1];
+    if (overlaps(endpoints[i + 1], d, src, plan.from))
+      (medium_byte(endpoints[i + 1], d) > medium_byte(src, plan.from) ? above : below) = &endpoints[i + 1];
   }
   if (above && below)
     throw Error(above->role + " and " + below->role +

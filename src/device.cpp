@@ -3,20 +3,25 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 
 #include "kcopy/error.hpp"
+#include "kcopy/quote.hpp"
 #include "kcopy/units.hpp"
 
 namespace kcopy {
 namespace {
 
 [[noreturn]] void fail(const std::string& role, const std::string& path, const std::string& what) {
-  throw Error(role + " '" + path + "': " + what);
+  throw Error(role + " " + quote(path) + ": " + what);
 }
 
 std::string open_error(int err, bool write, bool is_block) {
@@ -24,7 +29,8 @@ std::string open_error(int err, bool write, bool is_block) {
     case EBUSY:
       return "is in use (mounted, or held open exclusively by another program); use --force to write to it anyway";
     case EROFS:
-      return "is read-only (see blockdev --setro / --setrw)";
+      return is_block ? "is read-only (see blockdev --setro / --setrw)"
+                      : "is on a read-only file system (mounted read-only; see mount -o remount,rw)";
     case EACCES:
     case EPERM:
       return write ? (is_block ? "cannot be opened for writing (read-only device, or permission denied)"
@@ -55,13 +61,48 @@ DeviceIdentity identity_of(const struct stat& st) {
 }
 
 // /dev holds device nodes: a destination there that does not exist is a typo
-// for a device, not a new image file to create.
+// for a device, not a new image file to create. The directory is resolved
+// (a bare name is in the working directory, which may be /dev).
 bool under_dev(const std::string& path) {
-  char* dir = ::realpath(path.substr(0, path.rfind('/') + 1).c_str(), nullptr);
+  const std::size_t slash = path.rfind('/');
+  const std::string parent = slash == std::string::npos ? "." : path.substr(0, slash + 1);
+  char* dir = ::realpath(parent.c_str(), nullptr);
   if (!dir) return false;
   const std::string real(dir);
   std::free(dir);
   return real == "/dev" || real.rfind("/dev/", 0) == 0;
+}
+
+// One line of a sysfs file, or "" when there is none.
+std::string read_sysfs(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+// Follows a block device down to where its bytes are stored: a partition to
+// its whole disk, a loop device to its backing file (or device), repeatedly.
+Medium medium_of(const DeviceIdentity& id) {
+  Medium m{id, 0};
+  for (int depth = 0; depth < 8 && m.id.is_block; ++depth) {
+    const std::string sys = "/sys/dev/block/" + std::to_string(major(m.id.dev)) + ":" + std::to_string(minor(m.id.dev));
+    if (const std::string start = read_sysfs(sys + "/start"); !start.empty()) {
+      // A partition: its whole disk is the parent directory in sysfs.
+      unsigned disk_major = 0, disk_minor = 0;
+      if (std::sscanf(read_sysfs(sys + "/../dev").c_str(), "%u:%u", &disk_major, &disk_minor) != 2) break;
+      m.offset += std::stoull(start) * sector_size;
+      m.id = {true, makedev(disk_major, disk_minor), 0};
+      continue;
+    }
+    std::string backing = read_sysfs(sys + "/loop/backing_file");
+    struct stat st {};
+    if (backing.empty() || ::stat(backing.c_str(), &st) != 0) break;  // not a loop device, or its file is gone
+    const std::string offset = read_sysfs(sys + "/loop/offset");
+    m.offset += offset.empty() ? 0 : std::stoull(offset);
+    m.id = identity_of(st);
+  }
+  return m;
 }
 
 }  // namespace
@@ -80,8 +121,7 @@ Device Device::open(const std::string& path, const std::string& role, const Open
   struct stat st {};
   const bool exists = ::stat(path.c_str(), &st) == 0;
   if (!exists && (errno != ENOENT || !options.write)) fail(role, path, std::strerror(errno));
-  if (!exists && path.find('/') != std::string::npos && under_dev(path))
-    fail(role, path, "no such device (kcopy creates image files, but not under /dev)");
+  if (!exists && under_dev(path)) fail(role, path, "no such device (kcopy creates image files, but not under /dev)");
   if (exists && S_ISDIR(st.st_mode)) fail(role, path, "is a directory, not a block device or file");
   if (exists && !S_ISBLK(st.st_mode) && !S_ISREG(st.st_mode)) fail(role, path, "is not a block device or regular file");
   const bool is_block = exists && S_ISBLK(st.st_mode);
@@ -109,6 +149,7 @@ Device Device::open(const std::string& path, const std::string& role, const Open
 
   if (::fstat(fd, &st) != 0) fail(role, path, std::string("cannot stat: ") + std::strerror(errno));
   dev.identity_ = identity_of(st);
+  dev.medium_ = medium_of(dev.identity_);
 
   if (dev.identity_.is_block && options.write) {
     // Opening a read-only block device for writing succeeds on recent kernels;
@@ -121,8 +162,8 @@ Device Device::open(const std::string& path, const std::string& role, const Open
     int lbs = 512;
     if (::ioctl(fd, BLKGETSIZE64, &bytes) != 0 || ::ioctl(fd, BLKSSZGET, &lbs) != 0)
       fail(role, path, std::string("cannot read the device size: ") + std::strerror(errno));
-    dev.size_bytes_ = bytes;
     dev.logical_block_size_ = static_cast<std::uint32_t>(lbs);
+    dev.size_bytes_ = bytes / dev.logical_block_size_ * dev.logical_block_size_;
   } else {
     dev.size_bytes_ = static_cast<std::uint64_t>(st.st_size);
   }
@@ -140,6 +181,19 @@ Device Device::open(const std::string& path, const std::string& role, const Open
       fail(role, path, "changed while it was being opened");
   }
   return dev;
+}
+
+void Device::check_can_grow_to(std::uint64_t bytes) const {
+  if (identity_.is_block || size_bytes_ >= bytes) return;
+  const std::string what = "cannot be grown to " + std::to_string(bytes) + " bytes: ";
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_FSIZE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY && bytes > limit.rlim_cur)
+    fail(role_, path_,
+         what + "larger than this process's file-size limit of " + std::to_string(limit.rlim_cur) +
+             " bytes (ulimit -f)");
+  if (::lseek(direct_fd_.get(), static_cast<off_t>(bytes - 1), SEEK_SET) < 0)
+    fail(role_, path_,
+         what + (errno == EINVAL ? std::string("larger than its file system allows") : std::strerror(errno)));
 }
 
 void Device::grow_to(std::uint64_t bytes) {

@@ -4,20 +4,42 @@
 
 namespace kcopy {
 
-void ErrorRanges::sort_and_merge() {
-  std::sort(ranges_.begin(), ranges_.end(), [](const auto& a, const auto& b) { return a.sector < b.sector; });
-  std::size_t out = 0;
-  for (std::size_t i = 0; i < ranges_.size(); ++i) {
-    if (out > 0) {
-      ErrorRange& last = ranges_[out - 1];
-      if (last.error == ranges_[i].error && last.sector + last.count == ranges_[i].sector) {
-        last.count += ranges_[i].count;
-        continue;
+void ErrorRanges::overflow(std::uint64_t sector, std::uint64_t count) {
+  overflow_from_ = std::min(overflow_from_, sector);
+  overflow_sectors_ += count;
+}
+
+void ErrorRanges::add(std::uint64_t sector, std::uint64_t count, int error) {
+  if (sector >= overflow_from_) return overflow(sector, count);
+  const auto next = std::upper_bound(ranges_.begin(), ranges_.end(), sector,
+                                     [](std::uint64_t s, const ErrorRange& r) { return s < r.sector; });
+  const bool joins_next = next != ranges_.end() && next->error == error && sector + count == next->sector;
+  if (next != ranges_.begin()) {
+    ErrorRange& prev = *std::prev(next);
+    if (prev.error == error && prev.sector + prev.count == sector) {
+      prev.count += count;
+      if (joins_next) {  // the new piece closed the gap between two ranges
+        prev.count += next->count;
+        ranges_.erase(next);
       }
+      return;
     }
-    ranges_[out++] = ranges_[i];
   }
-  ranges_.resize(out);
+  if (joins_next) {
+    next->sector = sector;
+    next->count += count;
+    return;
+  }
+  if (ranges_.size() < ranges_.capacity()) {
+    ranges_.insert(next, {sector, count, error});
+    return;
+  }
+  // Full: keep the lowest ranges exact, count what lies past them.
+  if (next == ranges_.end()) return overflow(sector, count);
+  const std::ptrdiff_t at = next - ranges_.begin();
+  overflow(ranges_.back().sector, ranges_.back().count);
+  ranges_.pop_back();
+  ranges_.insert(ranges_.begin() + at, {sector, count, error});
 }
 
 }  // namespace kcopy

@@ -10,9 +10,9 @@
 namespace kcopy {
 namespace {
 
-// Failed ranges a job lists per endpoint (more are only counted).
-constexpr std::size_t listed_ranges_ignoring = 65536;
-constexpr std::size_t listed_ranges_stopping = 64;
+// Disjoint failed ranges a job keeps per endpoint (sectors past them are only
+// counted); adjacent ranges merge as they arrive, so one bad area takes one.
+constexpr std::size_t listed_ranges = 65536;
 
 std::uint64_t region_byte(const IoRegion& r) { return sectors_to_bytes(r.sector); }
 
@@ -34,12 +34,14 @@ struct KcopydClient::Job {
   unsigned flags = 0;
   NotifyFn notify;
   SubJobPlan plan;
-  bool descending = false;  // memmove order: the destination is above the source
-  unsigned gated = 0;       // bit d: destination d overlaps the source on its device
-  std::uint64_t next = 0;   // sub-jobs started so far, in the job's order
-  unsigned live = 0;        // bit d: destination d is still written
-  unsigned in_flight = 0;   // sub-jobs started and not ended
-  unsigned read_scans = 0;  // failed reads being scanned again
+  bool descending = false;                                // memmove order: the destination is above the source
+  unsigned gated = 0;                                     // bit d: destination d overlaps the source on its medium
+  std::uint64_t from_at = 0;                              // bytes: the source's start on its medium
+  std::array<std::uint64_t, max_destinations> dest_at{};  // bytes: each destination's start on its medium
+  std::uint64_t next = 0;                                 // sub-jobs started so far, in the job's order
+  unsigned live = 0;                                      // bit d: destination d is still written
+  unsigned in_flight = 0;                                 // sub-jobs started and not ended
+  unsigned read_scans = 0;                                // failed reads being scanned again
   JobResult result{};
 
   bool ignore_errors() const { return flags & copy_ignore_errors; }
@@ -104,6 +106,7 @@ KcopydClient::KcopydClient(std::unique_ptr<IoBackend> backend, const ClientConfi
       io_size_(config.io_size),
       threaded_(config.io_thread),
       pool_(config.pages, config.io_size) {
+  backend_->register_buffers(pool_.memory());
   sub_jobs_.resize(pool_.capacity());
   for (auto& sj : sub_jobs_) free_sub_jobs_.push_back(&sj);
   batch_.reserve(max_destinations * sub_jobs_.size());
@@ -132,15 +135,22 @@ void KcopydClient::copy(const IoRegion& from, std::span<const IoRegion> dests, u
   if (dests.empty() || dests.size() > max_destinations)
     throw Error("a copy needs 1 to " + std::to_string(max_destinations) + " destinations");
   std::uint32_t alignment = backend_->alignment(from.endpoint);
+  // Overlap is judged on the medium: a loop device and its backing file are one.
+  const Placement source = backend_->placement(from.endpoint);
+  const std::uint64_t from_at = source.offset + region_byte(from);
+  std::array<std::uint64_t, max_destinations> dest_at{};
   bool up = false, down = false;  // destinations overlapping the source from above, from below
   unsigned gated = 0;
   for (unsigned d = 0; d < dests.size(); ++d) {
     const IoRegion& r = dests[d];
     if (r.count != from.count) throw Error("a destination's count differs from the source's");
     alignment = std::max(alignment, backend_->alignment(r.endpoint));
-    if (r.endpoint == from.endpoint && overlaps(r.sector, r.count, from.sector, from.count)) {
-      if (r.sector == from.sector) throw Error("a destination is the source range itself");
-      (r.sector > from.sector ? up : down) = true;
+    const Placement p = backend_->placement(r.endpoint);
+    dest_at[d] = p.offset + region_byte(r);
+    const std::uint64_t bytes = sectors_to_bytes(r.count);
+    if (p.medium == source.medium && overlaps(dest_at[d], bytes, from_at, bytes)) {
+      if (dest_at[d] == from_at) throw Error("a destination is the source range itself");
+      (dest_at[d] > from_at ? up : down) = true;
       gated |= 1u << d;
     }
   }
@@ -155,14 +165,15 @@ void KcopydClient::copy(const IoRegion& from, std::span<const IoRegion> dests, u
       .plan = SubJobPlan(region_byte(from), sectors_to_bytes(from.count), io_size_, alignment),
       .descending = up,
       .gated = gated,
+      .from_at = from_at,
+      .dest_at = dest_at,
   });
   std::copy(dests.begin(), dests.end(), job->dests.begin());
   job->live = (1u << dests.size()) - 1;
   JobResult& result = job->result;
   result.sectors_total = from.count;
-  const std::size_t listed = (flags & copy_ignore_errors) ? listed_ranges_ignoring : listed_ranges_stopping;
-  result.read_errors = ErrorRanges(listed);
-  for (unsigned d = 0; d < dests.size(); ++d) result.write_errors[d] = ErrorRanges(listed);
+  result.read_errors = ErrorRanges(listed_ranges);
+  for (unsigned d = 0; d < dests.size(); ++d) result.write_errors[d] = ErrorRanges(listed_ranges);
   {
     std::lock_guard lock(mutex_);
     jobs_.push_back(std::move(job));
@@ -340,13 +351,13 @@ void KcopydClient::release_held_writes(Job& job) {
     unread_begin = job.descending ? 0 : e.offset;
     unread_len = job.descending ? e.offset + e.length : sectors_to_bytes(job.from.count) - e.offset;
   }
-  const std::uint64_t unread_at = region_byte(job.from) + unread_begin;
+  const std::uint64_t unread_at = job.from_at + unread_begin;
   for (std::size_t i = 0; i < held_.size();) {
     SubJob& sj = *held_[i];
     bool blocked = false;
     for (unsigned d = 0; d < job.num_dests && !blocked; ++d)
       blocked = (job.gated & (1u << d)) &&
-                overlaps(region_byte(job.dests[d]) + sj.extent.offset, sj.extent.length, unread_at, unread_len);
+                overlaps(job.dest_at[d] + sj.extent.offset, sj.extent.length, unread_at, unread_len);
     if (blocked) {
       ++i;
       continue;
@@ -405,8 +416,6 @@ void KcopydClient::finish(Job& job) {
       }
     }
   }
-  result.read_errors.sort_and_merge();
-  for (auto& w : result.write_errors) w.sort_and_merge();
   if (job.notify) job.notify(result);
 }
 

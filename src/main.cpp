@@ -8,8 +8,10 @@
 #include "kcopy/cli.hpp"
 #include "kcopy/copy_command.hpp"
 #include "kcopy/error.hpp"
+#include "kcopy/process_setup.hpp"
 
 int main(int argc, char** argv) {
+  if (!kcopy::prepare_process()) return 128;
   const kcopy::ParsedCommandLine cli = kcopy::parse_command_line(argc, argv);
   if (!cli.options) return cli.exit_status;
 

@@ -47,4 +47,6 @@ std::span<std::byte> PagePool::get() {
 
 void PagePool::put(std::span<std::byte> buffer) { free_.push_back(buffer.data()); }
 
+std::span<std::byte> PagePool::memory() const { return {memory_.get(), capacity_ * stride_of(buffer_bytes_)}; }
+
 }  // namespace kcopy

@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "kcopy/error.hpp"
+#include "kcopy/quote.hpp"
 #include "kcopy/units.hpp"
 
 namespace kcopy {
@@ -85,33 +86,7 @@ std::string parse_sector_count(std::string_view text, std::uint64_t& sectors) {
   return "";
 }
 
-// `text` as it may appear inside a one-line message: a control character other than a tab
-// (a newline or carriage return in an argument, say) becomes a C escape (\n, \r, \x1b),
-// so that the message stays one line on the terminal and in the log.
-std::string printable(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (const char c : text) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (c == '\t' || (byte >= 0x20 && byte != 0x7f)) {
-      out += c;
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\r') {
-      out += "\\r";
-    } else {
-      constexpr std::string_view hex = "0123456789abcdef";
-      out += "\\x";
-      out += hex[byte >> 4];
-      out += hex[byte & 0xf];
-    }
-  }
-  return out;
-}
-
-std::string quoted(std::string_view what, std::string_view text) {
-  return std::string(what) + " '" + printable(text) + "' ";
-}
+std::string quoted(std::string_view what, std::string_view text) { return std::string(what) + " " + quote(text) + " "; }
 
 // A field the user evidently meant as a number: an error if it does not parse, rather
 // than silently becoming part of the path (a typo would otherwise name a new file).
@@ -124,7 +99,7 @@ bool looks_numeric(std::string_view field) {
 }  // namespace
 
 RegionArg parse_region(std::string_view arg, std::string_view role, const PathExists& exists) {
-  const std::string prefix = std::string(role) + " '" + printable(arg) + "': ";
+  const std::string prefix = std::string(role) + " " + quote(arg) + ": ";
   auto fail = [&](const std::string& what) { return Error(prefix + what); };
 
   // Reading k splits k trailing fields off: the path is arg[0, path_end[k]).
@@ -150,6 +125,13 @@ RegionArg parse_region(std::string_view arg, std::string_view role, const PathEx
   // split fields off from the right while they look like numbers (every valid one does).
   if (none_exists) {
     while (fields < 2 && path_end[fields + 1] != none && looks_numeric(field_of(fields + 1))) ++fields;
+    // A third number is a typo, not the end of a new file's name ("new.img:1:2:8").
+    std::uint64_t ignored = 0;
+    if (const std::size_t colon = fields == 2 ? arg.rfind(':', path_end[2] - 1) : none;
+        fields == 2 && path_end[2] > 0 && colon != none &&
+        parse_sector_count(arg.substr(colon + 1, path_end[2] - colon - 1), ignored).empty())
+      throw fail("too many ':' fields: a region is PATH[:SECTOR[:COUNT]], and no file " +
+                 quote(arg.substr(0, path_end[2])) + " exists");
   }
 
   RegionArg region{std::string(path_of(fields)), std::nullopt, std::nullopt};

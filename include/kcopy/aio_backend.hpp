@@ -25,6 +25,7 @@ class AioBackend final : public IoBackend {
   std::size_t reap(std::span<IoRequest*> out, std::size_t min_completions) override;
   int flush(unsigned endpoint) override;
   std::uint32_t alignment(unsigned endpoint) const override { return endpoints_[endpoint].alignment; }
+  Placement placement(unsigned endpoint) const override { return endpoints_[endpoint].placement; }
 
  private:
   void submit_pending();

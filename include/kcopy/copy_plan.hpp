@@ -19,7 +19,7 @@ struct EndpointInfo {
   std::string path;
   std::uint64_t size_bytes = 0;
   bool growable = false;  ///< a regular file: a destination may extend it
-  DeviceIdentity identity;
+  Medium medium;          ///< where its bytes are stored: overlap is judged there
 };
 
 /// The checked copy: endpoint 0 is the source, endpoint i the i-th destination.
@@ -34,6 +34,8 @@ struct CopyPlan {
 /// destinations, no two destinations overlapping, no destination equal to the
 /// source range, no two destinations overlapping the source from opposite sides
 /// (destinations overlapping the source from one side are copied like memmove).
+/// Overlap is judged on each endpoint's medium, so a loop device and its backing
+/// file, or a partition and its whole disk, overlap where their bytes do.
 /// A source whose size is not whole sectors ends at its
 /// last whole sector.
 ///

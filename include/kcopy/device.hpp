@@ -11,6 +11,7 @@
 #include <string>
 
 #include "kcopy/file_desc.hpp"
+#include "kcopy/io_backend.hpp"
 
 namespace kcopy {
 
@@ -31,12 +32,23 @@ struct DeviceIdentity {
   bool operator==(const DeviceIdentity&) const = default;
 };
 
+/// Where a device's bytes are really stored: the device itself, or, for a
+/// partition, its whole disk (at the partition's start), and for a loop device,
+/// its backing file or device (at the loop's offset), followed as far as they go.
+/// Two endpoints on one medium overlap where their byte ranges there do.
+struct Medium {
+  DeviceIdentity id;
+  std::uint64_t offset = 0;  ///< bytes: where byte 0 of the device lies on the medium
+  bool operator==(const Medium&) const = default;
+};
+
 /// The descriptors the file backends need of one Device (borrowed: the Device
 /// must outlive every backend that holds its FdEndpoint).
 struct FdEndpoint {
   int direct_fd = -1;           ///< for requests aligned to `alignment`
   int buffered_fd = -1;         ///< for the rest (same file, page cache)
   std::uint32_t alignment = 1;  ///< bytes; 1 when direct_fd is not O_DIRECT
+  Placement placement;          ///< on which medium, at which offset (set by the caller)
 
   /// The descriptor for a transfer of `buffer` at byte `offset`: direct I/O needs
   /// offset, length and memory aligned to the logical block size, so the
@@ -70,7 +82,9 @@ class Device {
   static std::optional<DeviceIdentity> identify(const std::string& path);
 
   const std::string& path() const { return path_; }
-  /// Size in bytes (BLKGETSIZE64 or st_size).
+  /// Size in bytes: st_size for files; for block devices BLKGETSIZE64 rounded
+  /// down to whole logical blocks (a 4Kn device over a file of 1 MiB + 1536
+  /// bytes reports the partial block, but cannot read or write it).
   std::uint64_t size_bytes() const { return size_bytes_; }
   /// Logical block size in bytes (BLKSSZGET; for files, statx STATX_DIOALIGN's
   /// offset alignment, or 512); the O_DIRECT alignment of offsets and lengths.
@@ -84,12 +98,22 @@ class Device {
   /// A regular-file destination that did not exist and was created by open().
   bool created() const { return created_; }
   const DeviceIdentity& identity() const { return identity_; }
+  /// Where the device's bytes are stored (see Medium): found through sysfs for
+  /// partitions (/sys/dev/block/M:m/start) and loop devices (loop/backing_file,
+  /// loop/offset); the device itself otherwise.
+  const Medium& medium() const { return medium_; }
 
   int direct_fd() const { return direct_fd_.get(); }
   /// The page-cache descriptor; the direct one when the device is not O_DIRECT.
   int buffered_fd() const { return buffered_fd_ ? buffered_fd_.get() : direct_fd_.get(); }
-  FdEndpoint endpoint() const { return {direct_fd(), buffered_fd(), alignment_}; }
+  FdEndpoint endpoint() const { return {direct_fd(), buffered_fd(), alignment_, {}}; }
 
+  /// Checks, without changing anything, that a regular file can be grown to
+  /// `bytes`: within the file-size limit (RLIMIT_FSIZE, `ulimit -f`) and the
+  /// largest file its file system allows (lseek to the last byte is refused
+  /// past it). No-op for block devices and files already that large.
+  /// Throws kcopy::Error naming the limit.
+  void check_can_grow_to(std::uint64_t bytes) const;
   /// Grows a regular file to at least `bytes` (ftruncate); no-op for block
   /// devices and for files already that large. Throws kcopy::Error.
   void grow_to(std::uint64_t bytes);
@@ -106,6 +130,7 @@ class Device {
   bool direct_refused_ = false;
   bool created_ = false;
   DeviceIdentity identity_;
+  Medium medium_;
 };
 
 }  // namespace kcopy

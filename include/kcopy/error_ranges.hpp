@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 namespace kcopy {
@@ -15,41 +16,39 @@ struct ErrorRange {
   bool operator==(const ErrorRange&) const = default;
 };
 
-/// A bounded list of failed ranges. Room for `capacity` ranges is allocated up
-/// front; add() never allocates (a range adjacent to the last one with the same
-/// error is merged into it; past capacity, ranges are only counted).
+/// The failed ranges of one endpoint, always sorted by sector and merged: a bad
+/// area recorded in pieces, in any order (concurrent scans of neighbouring
+/// sub-jobs interleave), is one range as soon as its pieces touch.
+///
+/// Room for `capacity` disjoint ranges is allocated up front; add() never
+/// allocates. When the list is full, it keeps the lowest ranges exactly and only
+/// counts the sectors of the rest: ranges() is then every failed range below
+/// overflow_from(), and overflow_sectors() the failed sectors from there on.
 class ErrorRanges {
  public:
   ErrorRanges() = default;
   explicit ErrorRanges(std::size_t capacity) { ranges_.reserve(capacity); }
 
-  /// Records `count` sectors from `sector` that failed with `error` (positive errno).
-  void add(std::uint64_t sector, std::uint64_t count, int error) {
-    if (!ranges_.empty()) {
-      ErrorRange& last = ranges_.back();
-      if (last.error == error && last.sector + last.count == sector) {
-        last.count += count;
-        return;
-      }
-    }
-    if (ranges_.size() < ranges_.capacity())
-      ranges_.push_back({sector, count, error});
-    else
-      ++not_listed_;
-  }
+  /// Records `count` sectors from `sector` that failed with `error` (positive
+  /// errno), merging it with the ranges it touches that have the same error.
+  /// A sector is recorded at most once.
+  void add(std::uint64_t sector, std::uint64_t count, int error);
 
-  /// Sorts by sector and merges adjacent ranges with the same error (ranges
-  /// arrive out of order when sub-jobs complete out of order). In place.
-  void sort_and_merge();
-
+  /// Every failed range below overflow_from(), sorted, merged.
   const std::vector<ErrorRange>& ranges() const { return ranges_; }
-  bool empty() const { return ranges_.empty() && not_listed_ == 0; }
-  /// Ranges that did not fit in the list.
-  std::uint64_t not_listed() const { return not_listed_; }
+  bool empty() const { return ranges_.empty() && overflow_sectors_ == 0; }
+  /// The first sector of the ranges that found no room (no_overflow when none did).
+  std::uint64_t overflow_from() const { return overflow_from_; }
+  /// How many failed sectors lie at or past overflow_from() (not in ranges()).
+  std::uint64_t overflow_sectors() const { return overflow_sectors_; }
+  static constexpr std::uint64_t no_overflow = std::numeric_limits<std::uint64_t>::max();
 
  private:
+  void overflow(std::uint64_t sector, std::uint64_t count);
+
   std::vector<ErrorRange> ranges_;
-  std::uint64_t not_listed_ = 0;
+  std::uint64_t overflow_from_ = no_overflow;
+  std::uint64_t overflow_sectors_ = 0;
 };
 
 }  // namespace kcopy

@@ -1,8 +1,9 @@
 #pragma once
 // The I/O backend: how the engine reaches its endpoints. One implementation per
-// kind (libaio on real devices, synchronous pread/pwrite, and the tests' fault
-// injector), like nbdcopy's one ops table per endpoint kind.
+// kind (io_uring or libaio on real devices, synchronous pread/pwrite, and the
+// tests' fault injector), like nbdcopy's one ops table per endpoint kind.
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 
@@ -24,11 +25,26 @@ struct IoRequest {
   unsigned tag = 0;             ///< the engine's own use
 };
 
+/// Where an endpoint's bytes lie: endpoints on one medium (a loop device and its
+/// backing file, a partition and its whole disk, or one device) can overlap, at
+/// byte `offset + x` of the medium for byte x of the endpoint.
+struct Placement {
+  unsigned medium = 0;
+  std::uint64_t offset = 0;  ///< bytes
+};
+
 /// The operations an I/O backend provides. Called only from the thread running
 /// the engine's I/O loop; no call throws or allocates.
 class IoBackend {
  public:
   virtual ~IoBackend() = default;
+
+  /// Called once by the client, before any submit, with the page pool's whole
+  /// memory: every request's buffer lies inside it. A backend may register it
+  /// with the kernel (io_uring fixed buffers); the default does nothing. The
+  /// memory stays valid while requests are in flight. Never throws: a backend
+  /// that cannot register it works without.
+  virtual void register_buffers(std::span<std::byte> /*memory*/) {}
 
   /// Starts every request in `requests` (the iocbs of one io_submit). All are
   /// accepted: a request the kernel refuses comes back from reap() with -errno,
@@ -49,6 +65,10 @@ class IoBackend {
   /// done by direct I/O (the logical block size, or 1). Unaligned requests still
   /// work, through the page cache.
   virtual std::uint32_t alignment(unsigned endpoint) const = 0;
+
+  /// Where `endpoint`'s bytes lie (for overlap: memmove order). By default each
+  /// endpoint is a medium of its own.
+  virtual Placement placement(unsigned endpoint) const { return {endpoint, 0}; }
 };
 
 }  // namespace kcopy

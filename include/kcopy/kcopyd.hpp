@@ -59,6 +59,10 @@ using NotifyFn = std::function<void(const JobResult&)>;
 /// sub-job size.
 inline constexpr std::uint64_t default_pages = 512;          // 2 MiB: 4 sub-jobs in flight
 inline constexpr std::uint64_t default_io_size = 512 << 10;  // bytes
+/// The most pool buffers (sub-jobs in flight) a client may have: every one costs
+/// bookkeeping and a request per destination in the kernel (AIO contexts are
+/// limited system-wide by /proc/sys/fs/aio-max-nr, 65536 by default).
+inline constexpr std::uint64_t max_sub_jobs_in_flight = 4096;
 
 /// Client settings (kcopyd_client_create's num_pages, and the sub-job size).
 struct ClientConfig {
@@ -85,7 +89,9 @@ struct ClientConfig {
 /// Short transfers continue where they stopped. At the end every destination
 /// still written is flushed unless copy_no_flush.
 ///
-/// A destination on the source's endpoint may overlap the source range: sub-jobs
+/// A destination on the source's medium (the same endpoint, or one whose
+/// IoBackend::placement says it shares the medium: a loop device and its backing
+/// file) may overlap the source range: sub-jobs
 /// then run in descending order when the destination is above the source, and a
 /// sub-job's writes wait until no source sector they cover is still unread, so
 /// the result is that of memmove.

@@ -35,6 +35,10 @@ class PagePool {
   std::size_t capacity() const { return capacity_; }
   std::size_t available() const { return free_.size(); }
   std::uint64_t buffer_bytes() const { return buffer_bytes_; }
+  /// The whole allocation, every buffer get() hands out included (capacity()
+  /// buffers, each rounded up to whole pages; page-aligned). Owned by the pool;
+  /// valid until its end. For IoBackend::register_buffers.
+  std::span<std::byte> memory() const;
 
  private:
   struct FreeDeleter {

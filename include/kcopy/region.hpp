@@ -36,6 +36,8 @@ using PathExists = std::function<bool(const std::string&)>;
 ///   stops the split and stays in the path ("new:img" is a path). A field that looks
 ///   like a number but is not one is an error, so that a typo never silently names a
 ///   new file: "img:00:1f.2" with nothing existing is an error about COUNT '1f.2'.
+///   So is a third number before the two fields ("new.img:1:2:8" with nothing
+///   existing): too many fields, not a new file named "new.img:1".
 /// - Hence a file that does not exist yet and whose name ends in ":<number>" cannot be
 ///   named as a bare PATH; create it first.
 /// - A number is decimal (leading zeros allowed, never octal) or 0x hex, optionally

@@ -15,6 +15,8 @@
 #   KCOPY=/path/to/kcopy       the binary under test (default: build/kcopy)
 #   KCOPY_TEST_TMPDIR=/dir     where scratch images go (default: /var/tmp)
 #   KCOPY_TEST_TIMEOUT=SECS    limit on one kcopy run (default: 60)
+#   KCOPY_TEST_IO_ENGINE=NAME  run every kcopy with --io-engine NAME (meson runs
+#                              the fault, signal and overlap tests once more with libaio)
 
 # The binary under test: meson passes $KCOPY; otherwise the build dir of this tree.
 TESTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -71,6 +73,15 @@ STDERR_FILE=$SCRATCH/.stderr    # stderr of the last expect_status command
 : >"$STDOUT_FILE"
 : >"$STDERR_FILE"
 _CHILD_PID=                     # the command expect_status is waiting for
+
+# With KCOPY_TEST_IO_ENGINE, $KCOPY becomes a wrapper that execs the binary
+# with --io-engine (exec: signals sent to the wrapper's PID reach kcopy).
+if [[ -n ${KCOPY_TEST_IO_ENGINE:-} && -x $KCOPY ]]; then
+    printf '#!/bin/sh\nexec %q --io-engine %q "$@"\n' "$KCOPY" "$KCOPY_TEST_IO_ENGINE" >"$SCRATCH/kcopy"
+    chmod +x "$SCRATCH/kcopy"
+    KCOPY=$SCRATCH/kcopy
+    printf 'kcopy runs with --io-engine %s\n' "$KCOPY_TEST_IO_ENGINE"
+fi
 
 _push_cleanup() {
     local IFS=$'\t'

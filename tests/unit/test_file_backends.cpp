@@ -58,7 +58,7 @@ std::size_t run(IoBackend& b, std::vector<IoRequest*> reqs) {
 TEST_CASE("a file backend reads and writes at the byte offsets it is given") {
   const bool aio = GENERATE(true, false);
   TempFile src(64 * 1024), dst(64 * 1024);
-  auto b = make_backend(aio, {{src.fd, src.fd, 1}, {dst.fd, dst.fd, 1}});
+  auto b = make_backend(aio, {{src.fd, src.fd, 1, {}}, {dst.fd, dst.fd, 1, {}}});
   alignas(4096) static std::byte buf[8192];
   IoRequest rd{IoOp::read, 0, std::span(buf), 4096, 0, nullptr, 0};
   REQUIRE(run(*b, {&rd}) == 1);
@@ -76,7 +76,7 @@ TEST_CASE("a file backend reads and writes at the byte offsets it is given") {
 TEST_CASE("a read past the end of a file comes back short, not as an error") {
   const bool aio = GENERATE(true, false);
   TempFile src(10000);
-  auto b = make_backend(aio, {{src.fd, src.fd, 1}});
+  auto b = make_backend(aio, {{src.fd, src.fd, 1, {}}});
   alignas(4096) static std::byte buf[8192];
   IoRequest rd{IoOp::read, 0, std::span(buf), 4096, 0, nullptr, 0};
   REQUIRE(run(*b, {&rd}) == 1);
@@ -88,7 +88,7 @@ TEST_CASE("a request the kernel refuses comes back once, with -errno") {
   TempFile src(4096);
   const int ro = ::open(src.path.c_str(), O_RDONLY);
   REQUIRE(ro >= 0);
-  auto b = make_backend(aio, {{ro, ro, 1}});
+  auto b = make_backend(aio, {{ro, ro, 1, {}}});
   alignas(4096) static std::byte buf[4096];
   IoRequest wr{IoOp::write, 0, std::span(buf), 0, 0, nullptr, 0};  // writing a read-only fd
   IoRequest rd{IoOp::read, 0, std::span(buf), 0, 0, nullptr, 0};
@@ -99,7 +99,7 @@ TEST_CASE("a request the kernel refuses comes back once, with -errno") {
 }
 
 TEST_CASE("requests unaligned to the direct-I/O alignment go to the page-cache descriptor") {
-  const FdEndpoint ep{3, 4, 4096};
+  const FdEndpoint ep{3, 4, 4096, {}};
   alignas(4096) static std::byte buf[8192];
   REQUIRE(ep.fd_for(8192, std::span(buf, 4096)) == 3);
   REQUIRE(ep.fd_for(512, std::span(buf, 4096)) == 4);         // offset

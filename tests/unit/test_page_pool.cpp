@@ -47,3 +47,14 @@ TEST_CASE("bad pool sizes are refused with a message") {
   REQUIRE_THROWS_AS(PagePool(4, 1000), Error);  // not whole sectors
   REQUIRE_THROWS_WITH(PagePool(1, 1 << 20), Catch::Contains("does not fit"));
 }
+
+TEST_CASE("the pool's memory holds every buffer it hands out") {
+  PagePool pool(10, 3 * 4096);  // 3 buffers of 3 pages, one page left over
+  const auto memory = pool.memory();
+  REQUIRE(memory.size() == 9 * 4096);
+  for (std::size_t i = 0; i < pool.capacity(); ++i) {
+    auto b = pool.get();
+    REQUIRE(b.data() >= memory.data());
+    REQUIRE(b.data() + b.size() <= memory.data() + memory.size());
+  }
+}

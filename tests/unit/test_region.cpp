@@ -142,8 +142,13 @@ TEST_CASE("a word before the numeric fields stays in the path") {
   CHECK(r.count == 2u);
 }
 
-TEST_CASE("at most two fields are split off; further numbers stay in the path") {
-  const RegionArg r = dst("a:1:2:3");
+TEST_CASE("a missing path followed by three numbers is an error, not a new file named 'new.img:1'") {
+  REQUIRE_THROWS_WITH(dst("new.img:1:2:8"), Contains("too many ':' fields") && Contains("'new.img:1'"));
+  REQUIRE_THROWS_WITH(dst("a:0x10:2:3"), Contains("too many ':' fields"));
+}
+
+TEST_CASE("an existing path ending in a number still takes two fields") {
+  const RegionArg r = dst("a:1:2:3", {"a:1"});
   CHECK(r.path == "a:1");
   CHECK(r.sector == 2u);
   CHECK(r.count == 3u);

@@ -1,0 +1,94 @@
+#pragma once
+// The io_uring backend: asynchronous O_DIRECT (or page-cache) I/O on opened
+// devices through one io_uring, with the endpoints' descriptors registered as
+// fixed files and the page pool as fixed buffers (fio's engines/io_uring.c: the
+// backend owns only kernel state; the engine owns requests). Preferred to
+// libaio where the kernel allows it: tearing a ring down does not wait for an
+// RCU grace period as io_destroy does (about 30 ms at exit).
+
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <vector>
+
+#include "kcopy/device.hpp"
+#include "kcopy/io_backend.hpp"
+#include "kcopy/uring_ring.hpp"
+
+namespace kcopy {
+
+/// IoBackend on io_uring. Endpoint i of the IoRequests is endpoints[i]; offsets
+/// and lengths are bytes. A request's IoRequest* travels in its SQE's user_data.
+class UringBackend final : public IoBackend {
+ public:
+  /// Sets up a ring for `max_requests` requests in flight: min(max_requests
+  /// rounded up to a power of two, 4096) SQEs and a CQ for all of them; more
+  /// than fit in the SQ ring wait inside the backend and are submitted as room
+  /// is made. Registers the endpoints' descriptors (each distinct one once) as
+  /// fixed files, or uses them as they are if that is refused. Everything
+  /// submit() and reap() need is allocated here.
+  /// Throws kcopy::Error "cannot set up io_uring: <why>" when the kernel has no
+  /// io_uring, forbids it (io_uring_disabled, seccomp) or is out of memory:
+  /// the caller can fall back to AioBackend and show the message.
+  UringBackend(std::vector<FdEndpoint> endpoints, std::size_t max_requests);
+
+  /// Registers `memory` (the page pool) as fixed buffers, in pieces of at most
+  /// 1 GiB: requests whose buffer lies inside one piece use READ_FIXED /
+  /// WRITE_FIXED, the rest plain READ / WRITE. If the kernel refuses (e.g.
+  /// RLIMIT_MEMLOCK without CAP_IPC_LOCK), every request uses plain ones.
+  /// Pins every page of `memory` now, faulting in those never touched (about
+  /// 0.5 ms per MiB on a VM: a large pool costs more than a small copy saves).
+  /// Call before any submit; allocates; never throws but std::bad_alloc.
+  void register_buffers(std::span<std::byte> memory) override;
+
+  /// As IoBackend says. A request's result is its CQE's: bytes (short at end
+  /// of file, and at most 1 GiB per request) or -errno, also for a request the
+  /// kernel refuses (bad descriptor, misaligned O_DIRECT).
+  void submit(std::span<IoRequest* const> requests) override;
+  /// As IoBackend says; waits in io_uring_enter, and a signal does not end the
+  /// wait (as AioContext::get_events).
+  std::size_t reap(std::span<IoRequest*> out, std::size_t min_completions) override;
+  /// fdatasync(2) of the endpoint's direct descriptor, done here synchronously
+  /// (as AioBackend does): 0 or -errno.
+  int flush(unsigned endpoint) override;
+  std::uint32_t alignment(unsigned endpoint) const override { return endpoints_[endpoint].fds.alignment; }
+  Placement placement(unsigned endpoint) const override { return endpoints_[endpoint].fds.placement; }
+
+  /// Whether the descriptors are registered as fixed files, and the memory
+  /// given to register_buffers() as fixed buffers (for diagnostics and tests).
+  bool fixed_files() const { return fixed_files_; }
+  bool fixed_buffers() const { return !fixed_buffers_.empty(); }
+  /// How many SQEs the ring has.
+  unsigned sq_entries() const { return ring_.sq_entries(); }
+
+ private:
+  struct Endpoint {
+    FdEndpoint fds;
+    int direct_slot = -1;    // fixed-file index of fds.direct_fd, or -1: use the fd
+    int buffered_slot = -1;  // same for fds.buffered_fd
+  };
+
+  void register_files();
+  void submit_pending();
+  void prepare(io_uring_sqe* sqe, IoRequest* req);
+  int fixed_buffer_of(std::span<const std::byte> buffer) const;
+  void refuse_unsubmitted(int err);
+
+  std::vector<Endpoint> endpoints_;
+  UringRing ring_;
+  std::size_t max_in_kernel_;  // at most the CQ size: completions never overflow it
+  bool fixed_files_ = false;
+  std::vector<iovec> fixed_buffers_;  // registered pieces of the page pool, 1 GiB each but the last
+
+  // Requests accepted by submit(): a FIFO of pending_count_ from pending_head_
+  // in pending_ (sized max_requests), then `queued_` in the SQ ring that the
+  // kernel has not consumed, then `in_kernel_` consumed but not yet reaped.
+  std::vector<IoRequest*> pending_;
+  std::size_t pending_head_ = 0;
+  std::size_t pending_count_ = 0;
+  std::size_t queued_ = 0;
+  std::size_t in_kernel_ = 0;
+  std::vector<IoRequest*> refused_;  // never reached the kernel: completed with -errno
+};
+
+}  // namespace kcopy
