@@ -8,16 +8,24 @@
 namespace kcopy {
 
 AioBackend::AioBackend(std::vector<FdEndpoint> endpoints, std::size_t max_requests)
-    : endpoints_(std::move(endpoints)), ctx_(static_cast<unsigned>(max_requests)), iocbs_(max_requests) {
+    : endpoints_(std::move(endpoints)),
+      zero_(endpoints_),
+      ctx_(static_cast<unsigned>(max_requests)),
+      iocbs_(max_requests) {
   free_iocbs_.reserve(max_requests);
   for (auto& cb : iocbs_) free_iocbs_.push_back(&cb);
   pending_.reserve(max_requests);
-  refused_.reserve(max_requests);
+  completed_.reserve(max_requests);
   events_.resize(max_requests);
 }
 
 void AioBackend::submit(std::span<IoRequest* const> requests) {
   for (IoRequest* req : requests) {
+    if (zero_.try_in_place(*req)) {
+      completed_.push_back(req);
+      continue;
+    }
+    // A read, a write, or zeroing that has to be written.
     iocb* cb = free_iocbs_.back();
     free_iocbs_.pop_back();
     const int fd = endpoints_[req->endpoint].fd_for(req->offset, req->buffer);
@@ -49,7 +57,7 @@ void AioBackend::submit_pending() {
     iocb* cb = pending_[done++];
     auto* req = static_cast<IoRequest*>(cb->data);
     req->result = rc < 0 ? rc : -EIO;
-    refused_.push_back(req);
+    completed_.push_back(req);
     free_iocbs_.push_back(cb);
   }
   pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(done));
@@ -57,9 +65,9 @@ void AioBackend::submit_pending() {
 
 std::size_t AioBackend::reap(std::span<IoRequest*> out, std::size_t min_completions) {
   std::size_t n = 0;
-  while (!refused_.empty() && n < out.size()) {
-    out[n++] = refused_.back();
-    refused_.pop_back();
+  while (!completed_.empty() && n < out.size()) {
+    out[n++] = completed_.back();
+    completed_.pop_back();
   }
   if (in_kernel_ == 0 || n == out.size()) return n;
   const std::size_t want = min_completions > n ? min_completions - n : 0;

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <charconv>
 #include <iostream>
+#include <string_view>
 
 #include "kcopy/error.hpp"
 #include "kcopy/page_pool.hpp"
@@ -28,6 +29,24 @@ class Formatter : public CLI::Formatter {
   }
 };
 
+// A command line that cannot be run: says why on stderr, and whether a JSON
+// report (of a dry run) was asked for: as parsed so far, or, since parsing
+// may have stopped before them, as the arguments say.
+ParsedCommandLine refusal(const std::string& message, const Options& parsed, int argc, char** argv) {
+  std::cerr << "kcopy: " << message << "\n";
+  ParsedCommandLine out;
+  out.exit_status = 128;
+  out.error = message;
+  out.json = parsed.json;
+  out.dry_run = parsed.dry_run;
+  for (int i = 1; i < argc && std::string_view(argv[i]) != "--"; ++i) {
+    const std::string_view arg = argv[i];
+    out.json |= arg == "--json";
+    out.dry_run |= arg == "--dry-run" || arg == "-n";
+  }
+  return out;
+}
+
 }  // namespace
 
 ParsedCommandLine parse_command_line(int argc, char** argv) {
@@ -36,6 +55,7 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
   int verbose = 0;
   std::string io_engine = "auto";
   int quiet = 0;
+  bool progress = false;
 
   CLI::App app{
       "kcopy: copy a range of 512-byte sectors from one block device or image file to up to six others,\n"
@@ -72,6 +92,14 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
   app.add_flag("--buffered", opt.buffered, "do not use O_DIRECT (go through the page cache)");
   app.add_flag("--no-flush", opt.no_flush, "skip the final fdatasync of each destination");
   app.add_flag("-f,--force", opt.force, "write to a block device even when it is in use (no O_EXCL)");
+  CLI::Option* progress_flag =
+      app.add_flag("--progress,!--no-progress", progress,
+                   "show (or not) a progress line on stderr: redrawn in place on a terminal,\n"
+                   "a plain line every 10 s otherwise (default: on when stderr is a terminal and -q is not given)");
+  app.add_flag("--json", opt.json, "print a report of the run as one JSON object on stdout (see kcopy(1))");
+  app.add_flag("-n,--dry-run", opt.dry_run,
+               "open and check everything as the copy would, print the plan, and write\n"
+               "and create nothing (devices are opened read-only)");
   app.add_flag("-v,--verbose", verbose, "say more (repeat for more)");
   app.add_flag("-q,--quiet", quiet, "print errors only");
   app.set_version_flag("--version", std::string("kcopy ") + version);
@@ -98,19 +126,20 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
                   " = " + std::to_string(opt.pages * page_size) + " bytes)");
   } catch (const CLI::CallForHelp&) {
     std::cout << app.help();
-    return {std::nullopt, 0};
+    return {};
   } catch (const CLI::CallForVersion&) {
     std::cout << app.version() << "\n";
-    return {std::nullopt, 0};
+    return {};
   } catch (const CLI::ParseError& e) {
-    std::cerr << "kcopy: " << e.what() << " (see --help)\n";
-    return {std::nullopt, 128};
+    return refusal(std::string(e.what()) + " (see --help)", opt, argc, argv);
   } catch (const Error& e) {
-    std::cerr << "kcopy: " << e.what() << "\n";
-    return {std::nullopt, 128};
+    return refusal(e.what(), opt, argc, argv);
   }
   opt.verbosity = verbose - quiet;
-  return {std::move(opt), 0};
+  opt.progress = progress_flag->count() ? progress : ::isatty(STDERR_FILENO) && quiet == 0;
+  ParsedCommandLine out;
+  out.options = std::move(opt);
+  return out;
 }
 
 }  // namespace kcopy

@@ -1,6 +1,9 @@
 #include "kcopy/copy_plan.hpp"
 
+#include <cassert>
+
 #include "kcopy/error.hpp"
+#include "kcopy/overlap.hpp"
 #include "kcopy/quote.hpp"
 #include "kcopy/units.hpp"
 
@@ -11,25 +14,18 @@ std::string describe(const EndpointInfo& ep, const IoRegion& r) {
   return ep.role + " " + quote(ep.path) + " (sectors " + std::to_string(r.sector) + "+" + std::to_string(r.count) + ")";
 }
 
-// Where a region's bytes begin on its endpoint's medium.
-std::uint64_t medium_byte(const EndpointInfo& ep, const IoRegion& r) {
-  return ep.medium.offset + sectors_to_bytes(r.sector);
-}
-
-bool overlaps(const EndpointInfo& ea, const IoRegion& a, const EndpointInfo& eb, const IoRegion& b) {
-  if (ea.medium.id != eb.medium.id) return false;
-  const std::uint64_t at = medium_byte(ea, a), bt = medium_byte(eb, b);
-  return at < bt + sectors_to_bytes(b.count) && bt < at + sectors_to_bytes(a.count);
+// Where a region's bytes are: medium index (endpoints with one medium share the
+// index of the first of them), bytes.
+MediumSpan medium_span(std::span<const EndpointInfo> endpoints, std::size_t i, const IoRegion& r) {
+  unsigned medium = 0;
+  while (!(endpoints[medium].medium.id == endpoints[i].medium.id)) ++medium;
+  return {medium, endpoints[i].medium.offset + sectors_to_bytes(r.sector), sectors_to_bytes(r.count)};
 }
 
 }  // namespace
 
 CopyPlan plan_copy(std::span<const RegionArg> args, std::span<const EndpointInfo> endpoints) {
-  if (args.size() < 2) throw Error("need a SOURCE and at least one DEST (see --help)");
-  if (args.size() - 1 > max_destinations)
-    throw Error("at most " + std::to_string(max_destinations) + " destinations, got " +
-                std::to_string(args.size() - 1));
-
+  assert(args.size() >= 2 && args.size() - 1 <= max_destinations && endpoints.size() == args.size());
   const EndpointInfo& src = endpoints[0];
   const std::uint64_t src_sectors = bytes_to_sectors(src.size_bytes);
   CopyPlan plan;
@@ -54,26 +50,19 @@ CopyPlan plan_copy(std::span<const RegionArg> args, std::span<const EndpointInfo
     const std::uint64_t ep_sectors = bytes_to_sectors(ep.size_bytes);
     if (!ep.growable && (d.sector > ep_sectors || d.count > ep_sectors - d.sector))
       throw Error(describe(ep, d) + " ends past the end of the device (" + std::to_string(ep_sectors) + " sectors)");
-    if (ep.medium.id == src.medium.id && medium_byte(ep, d) == medium_byte(src, plan.from))
-      throw Error(describe(ep, d) + " is the source range itself: nothing to copy");
-    for (std::size_t j = 0; j < plan.dests.size(); ++j)
-      if (overlaps(endpoints[j + 1], plan.dests[j], ep, d))
-        throw Error(describe(ep, d) + " overlaps " + describe(endpoints[j + 1], plan.dests[j]));
     plan.dests.push_back(d);
   }
 
   // A destination overlapping the source is copied like memmove: in descending
-  // order when it lies above the source, ascending when below. Two that need
-  // opposite orders cannot both be served.
-  const EndpointInfo* above = nullptr;
-  const EndpointInfo* below = nullptr;
-  for (std::size_t i = 0; i < plan.dests.size(); ++i) {
-    const IoRegion& d = plan.dests[i];
-    if (overlaps(endpoints[i + 1], d, src, plan.from))
-      (medium_byte(endpoints[i + 1], d) > medium_byte(src, plan.from) ? above : below) = &endpoints[i + 1];
-  }
-  if (above && below)
-    throw Error(above->role + " and " + below->role +
+  // order when it lies above the source, ascending when below.
+  std::vector<MediumSpan> dests;
+  for (std::size_t d = 0; d < plan.dests.size(); ++d) dests.push_back(medium_span(endpoints, d + 1, plan.dests[d]));
+  const OverlapOrder order = overlap_order(medium_span(endpoints, 0, plan.from), dests);
+  const auto name = [&](unsigned d) { return describe(endpoints[d + 1], plan.dests[d]); };
+  if (order.source_itself) throw Error(name(*order.source_itself) + " is the source range itself: nothing to copy");
+  if (const auto& o = order.dests_overlap) throw Error(name(o->second) + " overlaps " + name(o->first));
+  if (const auto& o = order.opposite)
+    throw Error(endpoints[o->first + 1].role + " and " + endpoints[o->second + 1].role +
                 " overlap the source from opposite sides: no copy order keeps the source intact; copy in two runs");
   return plan;
 }

@@ -6,12 +6,14 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 
 #include "kcopy/error.hpp"
 #include "kcopy/quote.hpp"
@@ -105,6 +107,27 @@ Medium medium_of(const DeviceIdentity& id) {
   return m;
 }
 
+// A dry run's file to be created: checks that its directory would take it
+// (the errors an O_CREAT open would give: missing directory, permission, a
+// read-only file system) and makes up its identity from the resolved path.
+DeviceIdentity identity_to_create(const std::string& path, const std::string& role) {
+  const std::size_t slash = path.rfind('/');
+  const std::string parent = slash == std::string::npos ? "." : path.substr(0, slash + 1);
+  if (::faccessat(AT_FDCWD, parent.c_str(), W_OK | X_OK, AT_EACCESS) != 0)
+    fail(role, path, open_error(errno, true, false));
+  struct stat st {};
+  char* dir = ::realpath(parent.c_str(), nullptr);
+  if (!dir || ::stat(dir, &st) != 0) {
+    std::free(dir);
+    fail(role, path, open_error(errno, true, false));
+  }
+  const std::string resolved = std::string(dir) + "/" + path.substr(slash == std::string::npos ? 0 : slash + 1);
+  std::free(dir);
+  // Not a real inode number: high bit set, from the path, so that two regions
+  // on one new file are one medium (as they are once the real run creates it).
+  return {false, st.st_dev, static_cast<ino_t>(std::hash<std::string>{}(resolved) | (ino_t{1} << 63))};
+}
+
 }  // namespace
 
 std::optional<DeviceIdentity> Device::identify(const std::string& path) {
@@ -126,7 +149,19 @@ Device Device::open(const std::string& path, const std::string& role, const Open
   if (exists && !S_ISBLK(st.st_mode) && !S_ISREG(st.st_mode)) fail(role, path, "is not a block device or regular file");
   const bool is_block = exists && S_ISBLK(st.st_mode);
 
-  int flags = O_CLOEXEC | (!options.write ? O_RDONLY : options.read ? O_RDWR : O_WRONLY);
+  if (options.dry_run && options.write) {
+    if (!exists) {
+      dev.would_create_ = true;
+      dev.identity_ = identity_to_create(path, role);
+      dev.medium_ = {dev.identity_, 0};
+      dev.direct_ = !options.buffered;
+      return dev;
+    }
+    // What an open for writing would refuse: permission, a read-only file system.
+    if (::faccessat(AT_FDCWD, path.c_str(), W_OK, AT_EACCESS) != 0) fail(role, path, open_error(errno, true, is_block));
+  }
+  const bool writable = options.write && !options.dry_run;
+  int flags = O_CLOEXEC | (!writable ? O_RDONLY : options.read ? O_RDWR : O_WRONLY);
   if (!exists) {
     flags |= O_CREAT | O_EXCL;  // O_EXCL: we know we created it
     dev.created_ = true;
@@ -191,7 +226,7 @@ void Device::check_can_grow_to(std::uint64_t bytes) const {
     fail(role_, path_,
          what + "larger than this process's file-size limit of " + std::to_string(limit.rlim_cur) +
              " bytes (ulimit -f)");
-  if (::lseek(direct_fd_.get(), static_cast<off_t>(bytes - 1), SEEK_SET) < 0)
+  if (direct_fd_ && ::lseek(direct_fd_.get(), static_cast<off_t>(bytes - 1), SEEK_SET) < 0)
     fail(role_, path_,
          what + (errno == EINVAL ? std::string("larger than its file system allows") : std::strerror(errno)));
 }
@@ -201,6 +236,16 @@ void Device::grow_to(std::uint64_t bytes) {
   if (::ftruncate(direct_fd_.get(), static_cast<off_t>(bytes)) != 0)
     fail(role_, path_, std::string("cannot be grown to ") + std::to_string(bytes) + " bytes: " + std::strerror(errno));
   size_bytes_ = bytes;
+}
+
+int FdEndpoint::drop_cache(std::uint64_t offset, std::uint64_t length) const {
+  const bool direct = alignment > 1 && offset % alignment == 0 && length % alignment == 0;
+  if (direct || length == 0) return 0;
+  const auto off = static_cast<off_t>(offset), len = static_cast<off_t>(length);
+  if (::sync_file_range(buffered_fd, off, len,
+                        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER) != 0)
+    return -errno;
+  return -::posix_fadvise(buffered_fd, off, len, POSIX_FADV_DONTNEED);
 }
 
 }  // namespace kcopy

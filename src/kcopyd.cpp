@@ -1,10 +1,14 @@
 #include "kcopy/kcopyd.hpp"
 
 #include <algorithm>
+#include <bit>
+#include <cassert>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 
 #include "kcopy/error.hpp"
+#include "kcopy/overlap.hpp"
 #include "kcopy/sub_job_plan.hpp"
 
 namespace kcopy {
@@ -20,79 +24,159 @@ bool overlaps(std::uint64_t a, std::uint64_t a_len, std::uint64_t b, std::uint64
   return a_len > 0 && b_len > 0 && a < b + b_len && b < a + a_len;
 }
 
-// Slot 0 of a sub-job is its read; slot 1 + d its write to destination d.
-constexpr unsigned read_slot = 0;
-constexpr unsigned write_slot(unsigned dest) { return 1 + dest; }
-
 }  // namespace
 
 // One queued copy (dm-kcopyd's struct kcopyd_job).
 struct KcopydClient::Job {
-  IoRegion from;
+  bool zeroing = false;  // dm_kcopyd_zero: no source; every sub-job writes zeroes
+  IoRegion from;         // the source (zeroing: unused, its count is the job's)
   std::array<IoRegion, max_destinations> dests{};
   unsigned num_dests = 0;
   unsigned flags = 0;
   NotifyFn notify;
   SubJobPlan plan;
-  bool descending = false;                                // memmove order: the destination is above the source
-  unsigned gated = 0;                                     // bit d: destination d overlaps the source on its medium
+  OverlapOrder order;                                     // memmove: descending, and which destinations wait
   std::uint64_t from_at = 0;                              // bytes: the source's start on its medium
   std::array<std::uint64_t, max_destinations> dest_at{};  // bytes: each destination's start on its medium
   std::uint64_t next = 0;                                 // sub-jobs started so far, in the job's order
+  std::uint64_t next_write = 0;                           // write_seq: the sub-job whose writes go next
   unsigned live = 0;                                      // bit d: destination d is still written
-  unsigned in_flight = 0;                                 // sub-jobs started and not ended
-  unsigned read_scans = 0;                                // failed reads being scanned again
+  unsigned active = 0;                                    // sub-jobs started and not ended
+  unsigned read_scans = 0;                                // failed reads being scanned
   JobResult result{};
 
   bool ignore_errors() const { return flags & copy_ignore_errors; }
-  // No new sub-job starts once a read failed (unless told to go on; and while a
-  // failed read is being scanned, in case it fails for good), once every
-  // destination is dropped, or once the user asked to stop.
-  bool stopping(bool stop_requested) const {
-    return stop_requested || live == 0 || ((result.read_err || read_scans > 0) && !ignore_errors());
+  bool write_seq() const { return flags & copy_write_seq; }
+  bool verify() const { return flags & copy_verify; }
+  bool sparse() const { return flags & copy_sparse; }
+  bool all_started() const { return next == plan.count(); }
+  // No new sub-job will start: the user asked to stop, every destination was
+  // dropped, or a read failed for good (unless told to go on).
+  bool ended_early(bool stop_requested) const {
+    return stop_requested || live == 0 || (result.read_err && !ignore_errors());
   }
-  // Records a failed request (result -errno, or 0: an unexpected end) against
-  // the endpoint of its slot: the source's read_err, or destination d's bit.
-  void record_failure(const IoRequest& req) {
-    const int error = req.result < 0 ? static_cast<int>(-req.result) : EIO;
-    const std::uint64_t sector = bytes_to_sectors(req.offset);
-    const std::uint64_t count = bytes_to_sectors(req.buffer.size() + sector_size - 1);
-    if (req.tag == read_slot) {
-      result.read_errors.add(sector, count, error);
-      result.read_err = true;
-    } else {
-      result.write_errors[req.tag - 1].add(sector, count, error);
-      result.write_err |= 1ul << (req.tag - 1);
-    }
+  // New sub-jobs wait while a failed read is scanned, in case it fails for good.
+  bool may_start(bool stop_requested) const {
+    return !all_started() && !ended_early(stop_requested) && (read_scans == 0 || ignore_errors());
   }
+  // The job is finished when no sub-job will start any more and none is active.
+  bool finished(bool stop_requested) const { return (all_started() || ended_early(stop_requested)) && active == 0; }
   // The sub-job at `position` in the order the job runs them.
-  Extent at(std::uint64_t position) const { return plan.at(descending ? plan.count() - 1 - position : position); }
+  Extent at(std::uint64_t position) const {
+    return plan.at(order.descending ? plan.count() - 1 - position : position);
+  }
+};
+
+// One transfer of a sub-job: its read, or its write to one destination. Its
+// request is in flight whole, then (after a short completion) its rest, or, once
+// it has failed, as one piece at a time of a scan down to single blocks.
+struct KcopydClient::Transfer {
+  // read: the source; write, punch (sparse zeroes), zero (a zero job): to a
+  // destination, one segment of the sub-job at a time; verify: a destination read back.
+  enum class Kind : std::uint8_t { read, write, punch, zero, verify };
+  // A failed transfer gone through again in pieces, one piece in flight, so that
+  // no two of its pieces can be merged into one request again. A piece that
+  // works doubles the next one (up to a sixteenth of the transfer); one that
+  // fails is tried again an eighth as large, down to one logical block, which is
+  // then recorded as bad. A few bad blocks cost a few dozen requests.
+  struct Scan {
+    std::uint64_t block = 0;      // the endpoint's logical block size
+    std::uint64_t chunk = 0;      // size of the next piece
+    std::uint64_t max_chunk = 0;  //
+    std::uint64_t piece_end = 0;  // bytes into the transfer where the piece in flight ends
+  };
+
+  Kind kind = Kind::read;
+  unsigned dest = 0;  // for writes
+  SubJob* sub_job = nullptr;
+  unsigned endpoint = 0;
+  std::span<std::byte> buffer;  // the whole transfer
+  std::uint64_t offset = 0;     // bytes, on the endpoint, of buffer[0]
+  IoRequest io;                 // in flight: the transfer, its rest, or a scan piece
+  std::uint64_t next = 0;       // bytes of the transfer done: the request in flight starts here
+  bool scanning = false;
+  Scan scan;
+  std::uint64_t failed = 0;  // bytes that failed as single blocks
+
+  // Where the request in flight ends: the transfer's end, or its scan piece's.
+  std::uint64_t end() const { return scanning ? scan.piece_end : buffer.size(); }
+  unsigned segment = 0;  // writes: which of the sub-job's segments is in flight
+
+  bool is_write() const { return kind == Kind::write || kind == Kind::punch || kind == Kind::zero; }
+  IoRequest request(std::uint64_t from, std::uint64_t to) {
+    const std::span<std::byte> piece = buffer.subspan(from, to - from);
+    switch (kind) {
+      case Kind::write:
+        return IoRequest::make_write(endpoint, piece, offset + from, this);
+      case Kind::punch:
+        return IoRequest::make_punch(endpoint, piece, offset + from, this);
+      case Kind::zero:
+        return IoRequest::make_zero(endpoint, piece, offset + from, this);
+      case Kind::read:
+      case Kind::verify:
+        break;
+    }
+    return IoRequest::make_read(endpoint, piece, offset + from, this);
+  }
+  // Starts the transfer over `buf`, at byte `at` of endpoint `ep`.
+  void start(Kind k, unsigned d, SubJob& sj, unsigned ep, std::span<std::byte> buf, std::uint64_t at) {
+    dest = d;
+    sub_job = &sj;
+    endpoint = ep;
+    failed = 0;
+    segment = 0;
+    continue_with(k, buf, at);
+  }
+  // A write's next segment: the failed bytes and the segment count go on.
+  void continue_with(Kind k, std::span<std::byte> buf, std::uint64_t at) {
+    kind = k;
+    buffer = buf;
+    offset = at;
+    next = 0;
+    scanning = false;
+    io = request(0, buf.size());
+  }
 };
 
 // One piece of a job in flight: a pool buffer, its read, and one write per
-// destination, all from the same buffer (dm-kcopyd's sub-job).
+// destination, all from the same buffer (dm-kcopyd's sub-job). Its stage is
+// the one field that says where it is; the transitions are, in order:
+//   free -> reading           start_sub_jobs: a buffer and a read
+//   reading -> held           read_done, when a destination overlaps the source,
+//                             or writes go in sequence (write_seq)
+//   reading/held -> writing   start_writes: one write per live destination
+//   writing -> verifying      verify_next, with copy_verify, when its last write is done
+//   writing/verifying -> free end_sub_job, when its last write (or read-back) is done
+//   reading/held -> free      end_sub_job, unwritten: a read that failed for good,
+//                             or writes stranded by a stop (drop_stranded_writes)
 struct KcopydClient::SubJob {
-  // A failed request scanned again in pieces, one piece in flight (see scan_next).
-  struct Scan {
-    std::span<std::byte> buffer;  // what the failed request still had to do
-    std::uint64_t offset = 0;     // bytes, on the endpoint, of buffer[0]
-    std::uint64_t next = 0;       // bytes of buffer done so far
-    std::uint64_t failed = 0;     // bytes that failed as single logical blocks
-    std::uint64_t block = 0;      // the endpoint's logical block size
-    std::uint64_t chunk = 0;      // size of the next piece
-    std::uint64_t max_chunk = 0;
+  enum class Stage : std::uint8_t {
+    free,     // in the pool
+    reading,  // its read, or a scan of it, is in flight
+    held,     // read; its writes wait until the source they overwrite is read (memmove),
+              // or, with write_seq, until every earlier sub-job's writes have started
+    writing,    // writes, or scans of them, in flight to every live destination
+    verifying,  // copy_verify: destinations read back one at a time into `check`
   };
-
-  Job* job = nullptr;  // null while free
+  Stage stage = Stage::free;
+  Job* job = nullptr;
   std::span<std::byte> buffer;
   Extent extent;
   std::uint64_t position = 0;  // in the job's order
-  bool reading = false;
   unsigned writes_pending = 0;
-  IoRequest read;
-  std::array<IoRequest, max_destinations> writes;
-  std::array<Scan, 1 + max_destinations> scan;             // by slot
-  std::array<IoRequest, 1 + max_destinations> scan_piece;  // the piece in flight, by slot
+  unsigned written = 0;       // bit d: written to destination d without a failed block
+  std::span<std::byte> check;  // copy_verify: the read-back buffer
+  bool pooled = true;          // buffer is the pool's (a zero job's is the shared zeroes)
+  // What each destination gets, in order: runs of data, or (copy_sparse, zero
+  // jobs) of zeroes. Room for every run is reserved up front.
+  struct Segment {
+    std::uint64_t offset = 0, length = 0;  // bytes into the sub-job
+    Transfer::Kind kind = Transfer::Kind::write;
+  };
+  std::vector<Segment> segments;
+  Transfer read;
+  std::array<Transfer, max_destinations> writes;
+  Transfer verify;
 };
 
 // A sub-job has one request in flight while it reads (its read, or a piece of
@@ -108,10 +192,13 @@ KcopydClient::KcopydClient(std::unique_ptr<IoBackend> backend, const ClientConfi
       pool_(config.pages, config.io_size) {
   backend_->register_buffers(pool_.memory());
   sub_jobs_.resize(pool_.capacity());
+  for (auto& sj : sub_jobs_) sj.segments.reserve(io_size_ / sparse_granule + 2);
+  if (config.throttle_percent < 100 || config.max_rate > 0)
+    pacer_ = std::make_unique<Pacer>(config.throttle_percent, config.max_rate, Pacer::Clock::now());
   for (auto& sj : sub_jobs_) free_sub_jobs_.push_back(&sj);
   batch_.reserve(max_destinations * sub_jobs_.size());
+  write_batch_.reserve(max_destinations);
   completions_.resize(max_requests(config, max_destinations));
-  held_.reserve(sub_jobs_.size());
   if (threaded_) io_thread_ = std::thread([this] { run(); });
 }
 
@@ -136,26 +223,28 @@ void KcopydClient::copy(const IoRegion& from, std::span<const IoRegion> dests, u
     throw Error("a copy needs 1 to " + std::to_string(max_destinations) + " destinations");
   std::uint32_t alignment = backend_->alignment(from.endpoint);
   // Overlap is judged on the medium: a loop device and its backing file are one.
-  const Placement source = backend_->placement(from.endpoint);
-  const std::uint64_t from_at = source.offset + region_byte(from);
-  std::array<std::uint64_t, max_destinations> dest_at{};
-  bool up = false, down = false;  // destinations overlapping the source from above, from below
-  unsigned gated = 0;
-  for (unsigned d = 0; d < dests.size(); ++d) {
-    const IoRegion& r = dests[d];
-    if (r.count != from.count) throw Error("a destination's count differs from the source's");
-    alignment = std::max(alignment, backend_->alignment(r.endpoint));
+  const auto span_of = [&](const IoRegion& r) {
     const Placement p = backend_->placement(r.endpoint);
-    dest_at[d] = p.offset + region_byte(r);
-    const std::uint64_t bytes = sectors_to_bytes(r.count);
-    if (p.medium == source.medium && overlaps(dest_at[d], bytes, from_at, bytes)) {
-      if (dest_at[d] == from_at) throw Error("a destination is the source range itself");
-      (dest_at[d] > from_at ? up : down) = true;
-      gated |= 1u << d;
-    }
+    return MediumSpan{p.medium, p.offset + region_byte(r), sectors_to_bytes(r.count)};
+  };
+  const MediumSpan source = span_of(from);
+  std::array<MediumSpan, max_destinations> spans{};
+  for (unsigned d = 0; d < dests.size(); ++d) {
+    if (dests[d].count != from.count) throw Error("a destination's count differs from the source's");
+    alignment = std::max(alignment, backend_->alignment(dests[d].endpoint));
+    spans[d] = span_of(dests[d]);
   }
-  if (up && down)
-    throw Error("two destinations overlap the source from opposite sides: no copy order keeps the source intact");
+  const OverlapOrder order = overlap_order(source, std::span(spans).first(dests.size()));
+  if ((flags & copy_verify) && pool_.capacity() < 2)
+    throw Error("verifying needs two page-pool buffers per sub-job; the pool holds one");
+  if ((flags & copy_write_seq) && order.descending)
+    throw Error("writes in ascending order cannot serve a destination that overlaps the source from above");
+  if (flags & copy_write_seq) flags &= ~copy_ignore_errors;  // as in dm-kcopyd
+  if (order.refused())
+    throw Error(order.source_itself   ? "a destination is the source range itself"
+                : order.dests_overlap ? "two destinations overlap each other"
+                                      : "two destinations overlap the source from opposite sides: no copy order "
+                                        "keeps the source intact");
 
   auto job = std::make_unique<Job>(Job{
       .from = from,
@@ -163,17 +252,59 @@ void KcopydClient::copy(const IoRegion& from, std::span<const IoRegion> dests, u
       .flags = flags,
       .notify = std::move(notify),
       .plan = SubJobPlan(region_byte(from), sectors_to_bytes(from.count), io_size_, alignment),
-      .descending = up,
-      .gated = gated,
-      .from_at = from_at,
-      .dest_at = dest_at,
+      .order = order,
+      .from_at = source.begin,
   });
   std::copy(dests.begin(), dests.end(), job->dests.begin());
-  job->live = (1u << dests.size()) - 1;
+  for (unsigned d = 0; d < dests.size(); ++d) job->dest_at[d] = spans[d].begin;
+  queue(std::move(job));
+}
+
+void KcopydClient::zero(std::span<const IoRegion> dests, unsigned flags, NotifyFn notify) {
+  if (dests.empty() || dests.size() > max_destinations)
+    throw Error("a zero job needs 1 to " + std::to_string(max_destinations) + " destinations");
+  std::uint32_t alignment = 1;
+  std::array<MediumSpan, max_destinations> spans{};
+  for (unsigned d = 0; d < dests.size(); ++d) {
+    if (dests[d].count != dests[0].count) throw Error("the destinations of a zero job differ in size");
+    alignment = std::max(alignment, backend_->alignment(dests[d].endpoint));
+    const Placement p = backend_->placement(dests[d].endpoint);
+    spans[d] = {p.medium, p.offset + region_byte(dests[d]), sectors_to_bytes(dests[d].count)};
+  }
+  // No source: overlap_order only sees the destinations (an empty source overlaps none).
+  if (overlap_order({}, std::span(spans).first(dests.size())).dests_overlap)
+    throw Error("two destinations overlap each other");
+  if ((flags & copy_verify) && pool_.capacity() < 1) throw Error("verifying needs a page-pool buffer");
+  if (!zeroes_) {
+    zeroes_ = std::make_unique<PagePool>((io_size_ + page_size - 1) / page_size, io_size_);
+    const std::span<std::byte> z = zeroes_->get();
+    std::memset(z.data(), 0, z.size());
+    zeroes_->put(z);
+  }
+  if (flags & copy_write_seq) flags &= ~copy_ignore_errors;  // as in dm-kcopyd
+  auto job = std::make_unique<Job>(Job{
+      .zeroing = true,
+      .from = {0, dests[0].sector, dests[0].count},
+      .num_dests = static_cast<unsigned>(dests.size()),
+      .flags = flags & ~copy_sparse,
+      .notify = std::move(notify),
+      .plan = SubJobPlan(region_byte(dests[0]), sectors_to_bytes(dests[0].count), io_size_, alignment),
+      .order = {},
+  });
+  std::copy(dests.begin(), dests.end(), job->dests.begin());
+  queue(std::move(job));
+}
+
+// Makes room for the job's results (here, not in the I/O loop) and queues it.
+void KcopydClient::queue(std::unique_ptr<Job> job) {
+  job->live = (1u << job->num_dests) - 1;
   JobResult& result = job->result;
-  result.sectors_total = from.count;
-  result.read_errors = ErrorRanges(listed_ranges);
-  for (unsigned d = 0; d < dests.size(); ++d) result.write_errors[d] = ErrorRanges(listed_ranges);
+  result.sectors_total = job->from.count;
+  result.read_errors = ErrorRanges(job->zeroing ? 0 : listed_ranges);
+  for (unsigned d = 0; d < job->num_dests; ++d) {
+    result.write_errors[d] = ErrorRanges(listed_ranges);
+    if (job->verify()) result.verify_errors[d] = ErrorRanges(listed_ranges);
+  }
   {
     std::lock_guard lock(mutex_);
     jobs_.push_back(std::move(job));
@@ -192,231 +323,383 @@ void KcopydClient::run() {
       job = std::move(jobs_.front());
       jobs_.pop_front();
     }
+    failed_destinations_.store(0, std::memory_order_relaxed);
     run_job(*job);
   }
 }
 
 // The I/O loop: keep the pool busy with reads, turn each completed read into
-// writes, until nothing is left to start and nothing is in flight.
+// writes, until the job is finished (Job::finished).
 void KcopydClient::run_job(Job& job) {
   for (;;) {
     start_sub_jobs(job);
-    if (!held_.empty()) drop_stranded_writes(job);
-    if (job.in_flight == 0) break;
+    drop_stranded_writes(job);
+    if (job.finished(stop_requested_.load(std::memory_order_relaxed))) break;
+    // Nothing in flight and not finished: the pacer holds the next sub-job back
+    // (held sub-jobs wait only for reads that were started before them).
+    if (in_flight_ == 0) {
+      pace_idle();
+      continue;
+    }
     const std::size_t n = backend_->reap(completions_, 1);
+    assert(n > 0);
+    in_flight_ -= n;
+    if (in_flight_ == 0 && pacer_) pacer_->io_idle(Pacer::Clock::now());
     for (std::size_t i = 0; i < n; ++i) on_complete(*completions_[i]);
   }
   finish(job);
 }
 
-// Starts as many sub-jobs as there are free buffers, all reads in one submit.
+// Sleeps while the pacer holds the next sub-job back, at most 100 ms at a time
+// (a signal ends the sleep early), so that a stop is seen soon.
+void KcopydClient::pace_idle() {
+  assert(pacer_);
+  const auto wait = pacer_->sleep_for(Pacer::Clock::now());
+  const auto ns = std::max<std::int64_t>(wait.count(), 1'000'000);
+  timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+  ::nanosleep(&ts, nullptr);
+}
+
+void KcopydClient::submit(std::span<IoRequest* const> requests) {
+  if (in_flight_ == 0 && pacer_) pacer_->io_busy(Pacer::Clock::now());
+  in_flight_ += requests.size();
+  backend_->submit(requests);
+}
+
+// Stage free -> reading: as many sub-jobs as there are free buffers (and the
+// pacer allows), all reads in one submit. A zero job has nothing to read: its
+// sub-jobs go straight to writing, from the shared zeroes.
 void KcopydClient::start_sub_jobs(Job& job) {
   batch_.clear();
-  while (job.next < job.plan.count() && !free_sub_jobs_.empty() &&
-         !job.stopping(stop_requested_.load(std::memory_order_relaxed))) {
+  const std::size_t buffers = (job.zeroing ? 0 : 1) + (job.verify() ? 1 : 0);  // data, read-back
+  while (!free_sub_jobs_.empty() && pool_.available() >= buffers &&
+         job.may_start(stop_requested_.load(std::memory_order_relaxed))) {
+    if (pacer_ && !pacer_->may_start(Pacer::Clock::now())) break;
     SubJob& sj = *free_sub_jobs_.back();
     free_sub_jobs_.pop_back();
     sj.job = &job;
     sj.position = job.next++;
     sj.extent = job.at(sj.position);
-    sj.buffer = pool_.get().first(sj.extent.length);
-    sj.reading = true;
-    sj.read = {IoOp::read, job.from.endpoint, sj.buffer, region_byte(job.from) + sj.extent.offset, 0, &sj, read_slot};
-    ++job.in_flight;
-    batch_.push_back(&sj.read);
+    sj.pooled = !job.zeroing;
+    sj.buffer = (job.zeroing ? zeroes_->get() : pool_.get()).first(sj.extent.length);
+    if (job.zeroing) zeroes_->put(sj.buffer);  // shared by every zero sub-job: only read
+    sj.check = job.verify() ? pool_.get().first(sj.extent.length) : std::span<std::byte>();
+    ++job.active;
+    if (pacer_) pacer_->started_reads(sj.extent.length, Pacer::Clock::now());
+    if (job.zeroing) {
+      sj.segments.assign(1, {0, sj.extent.length, Transfer::Kind::zero});
+      start_writes(sj);
+      continue;
+    }
+    sj.stage = SubJob::Stage::reading;
+    sj.read.start(Transfer::Kind::read, 0, sj, job.from.endpoint, sj.buffer, region_byte(job.from) + sj.extent.offset);
+    batch_.push_back(&sj.read.io);
   }
-  if (!batch_.empty()) backend_->submit(batch_);
+  if (!batch_.empty()) submit(batch_);
 }
 
-void KcopydClient::on_complete(IoRequest& req) {
-  SubJob& sj = *static_cast<SubJob*>(req.owner);
-  const auto done = static_cast<std::size_t>(std::max(req.result, 0L));
-  if (req.result > 0 && done < req.buffer.size()) {
-    // A short transfer is not an error: continue where it stopped.
-    req.offset += done;
-    req.buffer = req.buffer.subspan(done);
-    IoRequest* again = &req;
-    backend_->submit(std::span(&again, 1));
-    return;
-  }
-  if (&req == &sj.scan_piece[req.tag]) return on_scan_piece_done(sj, req);
-  if (req.result <= 0 && !req.buffer.empty()) return on_failure(sj, req);
-  slot_done(sj, req.tag);
+// Stage reading -> held or writing: a destination that overlaps the source
+// waits until the source it overwrites has been read, and with write_seq a
+// sub-job waits for its turn.
+void KcopydClient::read_done(SubJob& sj) {
+  find_segments(sj);
+  if (!sj.job->order.gated && !sj.job->write_seq()) return start_writes(sj);
+  sj.stage = SubJob::Stage::held;
+  release_held_writes(*sj.job);
 }
 
-// A sub-job's read or write failed (result -errno, or 0: an unexpected end).
-void KcopydClient::on_failure(SubJob& sj, IoRequest& req) {
-  Job& job = *sj.job;
-  // A failed read is scanned again to find exactly which blocks fail (the block
-  // layer may have merged it with a neighbour; a transient error heals). With
-  // DM_KCOPYD_IGNORE_ERROR a failed write is scanned too, so that only the
-  // blocks that really fail are lost.
-  if (req.tag == read_slot || job.ignore_errors()) return start_scan(sj, req);
-  job.record_failure(req);
-  job.live &= ~(1u << (req.tag - 1));  // nothing more is written to it
-  if (--sj.writes_pending == 0) end_sub_job(sj);
-}
-
-// The scan goes through the failed range with one piece in flight, so that no
-// two of its pieces can be merged into one request again. A piece that works
-// doubles the next one (up to a sixteenth of the range); one that fails is tried
-// again an eighth as large, down to one logical block, which is then recorded as
-// bad. A range with a few bad blocks costs a few dozen requests, not one per block.
-void KcopydClient::start_scan(SubJob& sj, IoRequest& failed) {
-  const std::uint64_t block = std::max<std::uint64_t>(backend_->alignment(failed.endpoint), sector_size);
-  const std::uint64_t max_chunk = std::max(block, failed.buffer.size() / 16 / block * block);
-  sj.scan[failed.tag] = {failed.buffer, failed.offset, 0, 0, block, max_chunk, max_chunk};
-  if (failed.tag == read_slot) ++sj.job->read_scans;
-  scan_next(sj, failed.tag);
-}
-
-void KcopydClient::scan_next(SubJob& sj, unsigned slot) {
-  SubJob::Scan& scan = sj.scan[slot];
-  if (scan.next == scan.buffer.size()) return scan_done(sj, slot);
-  const IoRequest& failed = slot == read_slot ? sj.read : sj.writes[slot - 1];
-  // The piece ends on a logical-block boundary, at least one block on.
-  const std::uint64_t at = scan.offset + scan.next;
-  const std::uint64_t end_of_range = scan.offset + scan.buffer.size();
-  std::uint64_t end = (at + scan.chunk) / scan.block * scan.block;
-  if (end <= at) end = (at / scan.block + 1) * scan.block;
-  end = std::min(end, end_of_range);
-  IoRequest& piece = sj.scan_piece[slot];
-  piece = {failed.op, failed.endpoint, scan.buffer.subspan(scan.next, end - at), at, 0, &sj, slot};
-  IoRequest* p = &piece;
-  backend_->submit(std::span(&p, 1));
-}
-
-void KcopydClient::on_scan_piece_done(SubJob& sj, IoRequest& piece) {
-  Job& job = *sj.job;
-  const unsigned slot = piece.tag;
-  SubJob::Scan& scan = sj.scan[slot];
-  const std::uint64_t len = piece.buffer.size();
-  if (piece.result > 0 || len == 0) {
-    scan.next += len;
-    scan.chunk = std::min(scan.chunk * 2, scan.max_chunk);
-  } else if (len > scan.block) {
-    scan.chunk = std::max(scan.block, len / 8 / scan.block * scan.block);
-  } else {
-    job.record_failure(piece);
-    if (slot == read_slot) std::memset(piece.buffer.data(), 0, len);  // written as zeroes, as kcopyd does
-    scan.failed += len;
-    scan.next += len;
-  }
-  scan_next(sj, slot);
-}
-
-// A scan has been through its whole range. A read that still failed somewhere
-// and may not go on ends its sub-job unwritten (the copy stops).
-void KcopydClient::scan_done(SubJob& sj, unsigned slot) {
-  Job& job = *sj.job;
-  if (slot == read_slot) --job.read_scans;
-  if (slot == read_slot && sj.scan[slot].failed > 0 && !job.ignore_errors()) {
-    sj.reading = false;
-    end_sub_job(sj);
-    return release_held_writes(job);
-  }
-  slot_done(sj, slot);
-}
-
-// A slot's request has completed, directly or through retries.
-void KcopydClient::slot_done(SubJob& sj, unsigned slot) {
-  Job& job = *sj.job;
-  if (slot == read_slot) return on_read_done(sj);
-  job.result.sectors_written[slot - 1] += bytes_to_sectors(sj.extent.length - sj.scan[slot].failed);
-  sj.scan[slot].failed = 0;
-  if (--sj.writes_pending == 0) end_sub_job(sj);
-}
-
-void KcopydClient::on_read_done(SubJob& sj) {
-  Job& job = *sj.job;
-  sj.reading = false;
-  sj.scan[read_slot].failed = 0;
-  if (!job.gated) return start_writes(sj);
-  held_.push_back(&sj);
-  release_held_writes(job);
-}
-
-// memmove safety: starts the writes of held sub-jobs that no longer cover any
-// source byte still unread. "Unread" is everything from the first sub-job (in
-// the job's order) whose read has not completed: a conservative frontier that
-// costs one pass over the few sub-jobs in flight.
+// Stage held -> writing, for held sub-jobs that no longer cover any source byte
+// still unread and, with write_seq, whose turn it is. "Unread" is everything
+// from the first sub-job (in the job's order) whose read has not completed: a
+// conservative frontier that costs one pass over the few sub-jobs in flight.
 void KcopydClient::release_held_writes(Job& job) {
-  if (held_.empty()) return;
   std::uint64_t frontier = job.next;
   for (const SubJob& s : sub_jobs_)
-    if (s.job == &job && s.reading) frontier = std::min(frontier, s.position);
+    if (s.job == &job && s.stage == SubJob::Stage::reading) frontier = std::min(frontier, s.position);
   std::uint64_t unread_begin = 0, unread_len = 0;  // bytes from the start of the job
   if (frontier < job.plan.count()) {
     const Extent e = job.at(frontier);
-    unread_begin = job.descending ? 0 : e.offset;
-    unread_len = job.descending ? e.offset + e.length : sectors_to_bytes(job.from.count) - e.offset;
+    unread_begin = job.order.descending ? 0 : e.offset;
+    unread_len = job.order.descending ? e.offset + e.length : sectors_to_bytes(job.from.count) - e.offset;
   }
   const std::uint64_t unread_at = job.from_at + unread_begin;
-  for (std::size_t i = 0; i < held_.size();) {
-    SubJob& sj = *held_[i];
-    bool blocked = false;
-    for (unsigned d = 0; d < job.num_dests && !blocked; ++d)
-      blocked = (job.gated & (1u << d)) &&
-                overlaps(job.dest_at[d] + sj.extent.offset, sj.extent.length, unread_at, unread_len);
-    if (blocked) {
-      ++i;
-      continue;
+  const auto may_write = [&](const SubJob& sj) {
+    if (job.write_seq() && sj.position != job.next_write) return false;
+    for (unsigned d = 0; d < job.num_dests; ++d)
+      if ((job.order.gated & (1u << d)) &&
+          overlaps(job.dest_at[d] + sj.extent.offset, sj.extent.length, unread_at, unread_len))
+        return false;
+    return true;
+  };
+  // With write_seq, starting one sub-job's writes may make the next one's turn.
+  for (bool started = true; started;) {
+    started = false;
+    for (SubJob& sj : sub_jobs_) {
+      if (sj.job != &job || sj.stage != SubJob::Stage::held || !may_write(sj)) continue;
+      start_writes(sj);
+      started = job.write_seq();
     }
-    held_[i] = held_.back();
-    held_.pop_back();
-    start_writes(sj);
   }
 }
 
-// A stopped job starts no more reads, so a held write that waits for source
-// sectors nobody will read never goes: once no read is left in flight, the held
-// sub-jobs end unwritten (writing them would destroy source data not yet copied).
+// Stage held -> free, unwritten: a job that ended early starts no more reads, so
+// a held write that waits for source sectors nobody will read never goes. Once
+// no read is in flight, such sub-jobs end (writing them would destroy source
+// data not yet copied).
 void KcopydClient::drop_stranded_writes(Job& job) {
-  if (!job.stopping(stop_requested_.load(std::memory_order_relaxed))) return;
-  if (std::any_of(sub_jobs_.begin(), sub_jobs_.end(), [&](const SubJob& s) { return s.job == &job && s.reading; }))
-    return;
-  for (SubJob* sj : held_) end_sub_job(*sj);
-  held_.clear();
+  if (!job.ended_early(stop_requested_.load(std::memory_order_relaxed))) return;
+  const auto of_job_in = [&](SubJob::Stage stage) {
+    return [&job, stage](const SubJob& s) { return s.job == &job && s.stage == stage; };
+  };
+  if (std::any_of(sub_jobs_.begin(), sub_jobs_.end(), of_job_in(SubJob::Stage::reading))) return;
+  for (SubJob& sj : sub_jobs_)
+    if (of_job_in(SubJob::Stage::held)(sj)) end_sub_job(sj);
 }
 
-// Fans the buffer out to every live destination, all writes in one submit.
+// Stage -> writing: the buffer fanned out to every live destination, all
+// writes in one submit; each destination then gets the sub-job's segments in turn.
 void KcopydClient::start_writes(SubJob& sj) {
   Job& job = *sj.job;
-  batch_.clear();
+  sj.stage = SubJob::Stage::writing;
+  if (job.write_seq()) ++job.next_write;
+  sj.written = job.live;  // until a write fails
+  write_batch_.clear();
+  const SubJob::Segment& first = sj.segments.front();
   for (unsigned d = 0; d < job.num_dests; ++d) {
     if (!(job.live & (1u << d))) continue;
-    sj.writes[d] = {IoOp::write, job.dests[d].endpoint, sj.buffer, region_byte(job.dests[d]) + sj.extent.offset, 0,
-                    &sj,         write_slot(d)};
-    batch_.push_back(&sj.writes[d]);
+    Transfer& w = sj.writes[d];
+    w.start(first.kind, d, sj, job.dests[d].endpoint, sj.buffer.subspan(first.offset, first.length),
+            region_byte(job.dests[d]) + sj.extent.offset + first.offset);
+    write_batch_.push_back(&w.io);
   }
-  sj.writes_pending = static_cast<unsigned>(batch_.size());
-  if (batch_.empty()) return end_sub_job(sj);
-  backend_->submit(batch_);
+  sj.writes_pending = static_cast<unsigned>(write_batch_.size());
+  if (write_batch_.empty()) return end_sub_job(sj);
+  submit(write_batch_);
 }
 
+// copy_sparse: the sub-job's runs of whole zero granules become punch
+// segments, the rest data; otherwise one data segment.
+void KcopydClient::find_segments(SubJob& sj) {
+  sj.segments.clear();
+  const std::uint64_t len = sj.buffer.size();
+  if (!sj.job->sparse()) return sj.segments.push_back({0, len, Transfer::Kind::write});
+  for (std::uint64_t at = 0; at < len; at += sparse_granule) {
+    const std::uint64_t n = std::min(sparse_granule, len - at);
+    const std::byte* p = sj.buffer.data() + at;
+    const bool zero = p[0] == std::byte{0} && std::memcmp(p, p + 1, n - 1) == 0;
+    const Transfer::Kind kind = zero ? Transfer::Kind::punch : Transfer::Kind::write;
+    if (!sj.segments.empty() && sj.segments.back().kind == kind)
+      sj.segments.back().length += n;
+    else
+      sj.segments.push_back({at, n, kind});
+  }
+}
+
+void KcopydClient::write_done(SubJob& sj) {
+  if (--sj.writes_pending > 0) return;
+  if (!sj.job->verify()) return end_sub_job(sj);
+  sj.stage = SubJob::Stage::verifying;
+  verify_next(sj);
+}
+
+// Stage verifying: reads back the next destination this sub-job was written to
+// without a failed block (a failed block already set that destination's bit),
+// then the next; the sub-job ends after the last.
+void KcopydClient::verify_next(SubJob& sj) {
+  Job& job = *sj.job;
+  const unsigned d = static_cast<unsigned>(std::countr_zero(sj.written));
+  if (d >= job.num_dests) return end_sub_job(sj);
+  sj.written &= ~(1u << d);
+  const std::uint64_t at = region_byte(job.dests[d]) + sj.extent.offset;
+  sj.verify.start(Transfer::Kind::verify, d, sj, job.dests[d].endpoint, sj.check, at);
+  if (const int rc = backend_->drop_cache(job.dests[d].endpoint, at, sj.check.size()); rc < 0) {
+    // What the device holds cannot be read back: a verify error of the whole piece.
+    job.result.verify_errors[d].add(bytes_to_sectors(at), bytes_to_sectors(sj.check.size() + sector_size - 1), -rc);
+    job.result.write_err |= 1ul << d;
+    failed_destinations_.fetch_or(1u << d, std::memory_order_relaxed);
+    return verify_next(sj);
+  }
+  submit_one(sj.verify.io);
+}
+
+// A destination read back: every sector that differs from what was read from
+// the source is a verify error (not compared where the read-back itself failed).
+void KcopydClient::compare(Transfer& t) {
+  SubJob& sj = *t.sub_job;
+  Job& job = *sj.job;
+  if (t.failed == 0) {
+    const std::uint64_t first = bytes_to_sectors(t.offset);
+    for (std::uint64_t at = 0; at < sj.buffer.size(); at += sector_size) {
+      const std::size_t n = std::min<std::size_t>(sector_size, sj.buffer.size() - at);
+      if (std::memcmp(sj.buffer.data() + at, sj.check.data() + at, n) == 0) continue;
+      job.result.verify_errors[t.dest].add(first + bytes_to_sectors(at), 1, verify_mismatch);
+      job.result.write_err |= 1ul << t.dest;
+      failed_destinations_.fetch_or(1u << t.dest, std::memory_order_relaxed);
+    }
+  }
+  verify_next(sj);
+}
+
+// Stage -> free: the buffer goes back to the pool.
 void KcopydClient::end_sub_job(SubJob& sj) {
   Job& job = *sj.job;
   sectors_done_.fetch_add(bytes_to_sectors(sj.extent.length), std::memory_order_relaxed);
-  pool_.put(sj.buffer);
+  if (sj.pooled) pool_.put(sj.buffer);
+  if (!sj.check.empty()) pool_.put(sj.check);
+  sj.stage = SubJob::Stage::free;
   sj.job = nullptr;
   free_sub_jobs_.push_back(&sj);
-  --job.in_flight;
+  --job.active;
 }
 
 // Flushes every destination that has not failed, then tells the caller.
 void KcopydClient::finish(Job& job) {
   JobResult& result = job.result;
-  result.stopped = job.next < job.plan.count() && stop_requested_.load(std::memory_order_relaxed);
+  result.stopped = !job.all_started() && stop_requested_.load(std::memory_order_relaxed);
   if (!(job.flags & copy_no_flush)) {
     for (unsigned d = 0; d < job.num_dests; ++d) {
       if (!(job.live & (1u << d))) continue;
       if (const int rc = backend_->flush(job.dests[d].endpoint); rc < 0) {
         result.flush_error[d] = -rc;
         result.write_err |= 1ul << d;
+        failed_destinations_.fetch_or(1u << d, std::memory_order_relaxed);
       }
     }
   }
   if (job.notify) job.notify(result);
+}
+
+// --- requests ------------------------------------------------------------------
+
+void KcopydClient::submit_one(IoRequest& io) {
+  IoRequest* p = &io;
+  submit(std::span(&p, 1));
+}
+
+void KcopydClient::on_complete(IoRequest& io) {
+  Transfer& t = *static_cast<Transfer*>(io.owner);
+  const std::size_t size = io.buffer.size();
+  if (io.result > 0 && static_cast<std::size_t>(io.result) < size) {
+    // A short transfer is not an error: continue where it stopped.
+    t.next += static_cast<std::uint64_t>(io.result);
+    io = t.request(t.next, t.end());
+    return submit_one(io);
+  }
+  const bool ok = io.result > 0 || size == 0;  // 0 with bytes left: an unexpected end
+  if (t.scanning) return ok ? scan_piece_done(t) : scan_piece_failed(t);
+  if (!ok) return transfer_failed(t);
+  transfer_done(t);
+}
+
+// A transfer has been through all of its bytes: whole, continued, or scanned.
+void KcopydClient::transfer_done(Transfer& t) {
+  SubJob& sj = *t.sub_job;
+  Job& job = *sj.job;
+  switch (t.kind) {
+    case Transfer::Kind::read:
+      if (t.failed > 0 && !job.ignore_errors()) {
+        end_sub_job(sj);  // unwritten: the copy stops (Job::ended_early)
+        return release_held_writes(job);
+      }
+      return read_done(sj);
+    case Transfer::Kind::write:
+    case Transfer::Kind::punch:
+    case Transfer::Kind::zero:
+      if (++t.segment < sj.segments.size()) {
+        const SubJob::Segment& seg = sj.segments[t.segment];
+        t.continue_with(seg.kind, sj.buffer.subspan(seg.offset, seg.length),
+                        region_byte(job.dests[t.dest]) + sj.extent.offset + seg.offset);
+        return submit_one(t.io);
+      }
+      job.result.sectors_written[t.dest] += bytes_to_sectors(sj.extent.length - t.failed);
+      if (t.failed > 0) sj.written &= ~(1u << t.dest);
+      return write_done(sj);
+    case Transfer::Kind::verify:
+      return compare(t);
+  }
+}
+
+// A transfer failed (-errno, or an unexpected end). A failed read is scanned to
+// find exactly which blocks fail (the block layer may have merged it with a
+// neighbour; a transient error heals). With DM_KCOPYD_IGNORE_ERROR a failed
+// write is scanned too, so that only the blocks that really fail are lost;
+// without it, the destination is dropped.
+void KcopydClient::transfer_failed(Transfer& t) {
+  SubJob& sj = *t.sub_job;
+  Job& job = *sj.job;
+  if (t.is_write() && !job.ignore_errors()) {
+    sj.written &= ~(1u << t.dest);
+    const int error = t.io.result < 0 ? static_cast<int>(-t.io.result) : EIO;
+    job.result.write_errors[t.dest].add(bytes_to_sectors(t.offset + t.next),
+                                        bytes_to_sectors(t.buffer.size() - t.next + sector_size - 1), error);
+    job.result.write_err |= 1ul << t.dest;
+    failed_destinations_.fetch_or(1u << t.dest, std::memory_order_relaxed);
+    job.live &= ~(1u << t.dest);  // nothing more is written to it
+    return write_done(sj);
+  }
+  if (t.kind == Transfer::Kind::read) ++job.read_scans;
+  const std::uint64_t block = std::max<std::uint64_t>(backend_->alignment(t.endpoint), sector_size);
+  const std::uint64_t max_chunk = std::max(block, (t.buffer.size() - t.next) / 16 / block * block);
+  t.scanning = true;
+  t.scan = {block, max_chunk, max_chunk, 0};
+  scan_next(t);
+}
+
+void KcopydClient::scan_next(Transfer& t) {
+  if (t.next == t.buffer.size()) {
+    t.scanning = false;
+    if (t.kind == Transfer::Kind::read) --t.sub_job->job->read_scans;
+    return transfer_done(t);
+  }
+  // The piece ends on a logical-block boundary of the endpoint, at least one block on.
+  const std::uint64_t block = t.scan.block;
+  const std::uint64_t at = t.offset + t.next;
+  std::uint64_t end = (at + t.scan.chunk) / block * block;
+  if (end <= at) end = (at / block + 1) * block;
+  t.scan.piece_end = std::min(end - t.offset, t.buffer.size());
+  t.io = t.request(t.next, t.scan.piece_end);
+  submit_one(t.io);
+}
+
+void KcopydClient::scan_piece_done(Transfer& t) {
+  t.next = t.scan.piece_end;
+  t.scan.chunk = std::min(t.scan.chunk * 2, t.scan.max_chunk);
+  scan_next(t);
+}
+
+// What was done of the piece stays done; the rest is tried again smaller, or,
+// at one block, recorded as bad (and, on a read, written as zeroes, as kcopyd does).
+void KcopydClient::scan_piece_failed(Transfer& t) {
+  const std::uint64_t left = t.scan.piece_end - t.next;
+  if (left > t.scan.block) {
+    t.scan.chunk = std::max(t.scan.block, left / 8 / t.scan.block * t.scan.block);
+    return scan_next(t);
+  }
+  Job& job = *t.sub_job->job;
+  const int error = t.io.result < 0 ? static_cast<int>(-t.io.result) : EIO;
+  const std::uint64_t sector = bytes_to_sectors(t.offset + t.next), count = bytes_to_sectors(left + sector_size - 1);
+  switch (t.kind) {
+    case Transfer::Kind::read:
+      job.result.read_errors.add(sector, count, error);
+      job.result.read_err = true;
+      std::memset(t.io.buffer.data(), 0, left);
+      break;
+    case Transfer::Kind::write:
+    case Transfer::Kind::punch:
+    case Transfer::Kind::zero:
+      job.result.write_errors[t.dest].add(sector, count, error);
+      job.result.write_err |= 1ul << t.dest;
+      failed_destinations_.fetch_or(1u << t.dest, std::memory_order_relaxed);
+      break;
+    case Transfer::Kind::verify:
+      job.result.verify_errors[t.dest].add(sector, count, error);
+      job.result.write_err |= 1ul << t.dest;
+      failed_destinations_.fetch_or(1u << t.dest, std::memory_order_relaxed);
+      break;
+  }
+  t.failed += left;
+  t.next = t.scan.piece_end;
+  scan_next(t);
 }
 
 }  // namespace kcopy

@@ -1,36 +1,56 @@
 // kcopy: copy a sector range to up to six destinations; see kcopy(1).
-#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <cstdio>
 #include <exception>
-#include <iostream>
 
 #include "kcopy/cli.hpp"
 #include "kcopy/copy_command.hpp"
 #include "kcopy/error.hpp"
+#include "kcopy/json_report.hpp"
 #include "kcopy/process_setup.hpp"
+#include "kcopy/run_record.hpp"
+#include "kcopy/stderr_sink.hpp"
+
+namespace {
+
+// --json: the report on stdout (a failed write, e.g. a closed pipe, loses it).
+void print_json(const kcopy::RunRecord& record) {
+  const std::string text = kcopy::json_report(record);
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  std::fflush(stdout);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   if (!kcopy::prepare_process()) return 128;
   const kcopy::ParsedCommandLine cli = kcopy::parse_command_line(argc, argv);
-  if (!cli.options) return cli.exit_status;
+  if (!cli.options) {
+    if (cli.json) {
+      kcopy::RunRecord record;
+      record.dry_run = cli.dry_run;
+      record.error = cli.error;
+      record.exit_status = cli.exit_status;
+      print_json(record);
+    }
+    return cli.exit_status;
+  }
+  const kcopy::Options& options = *cli.options;
+  const auto sink = kcopy::install_stderr_logger(options.verbosity);
 
-  auto log = spdlog::stderr_logger_st("kcopy");
-  log->set_pattern("kcopy: %v");
-  const int v = cli.options->verbosity;
-  log->set_level(v < 0    ? spdlog::level::err
-                 : v == 0 ? spdlog::level::info
-                 : v == 1 ? spdlog::level::debug
-                          : spdlog::level::trace);
-  spdlog::set_default_logger(log);
-
+  kcopy::RunRecord record;
   try {
-    return kcopy::run_copy_command(*cli.options);
+    record.exit_status = kcopy::run_copy_command(options, *sink, record);
   } catch (const kcopy::Error& e) {
     spdlog::error("{}", e.what());
-    return 128;
+    record.error = e.what();
+    record.exit_status = 128;
   } catch (const std::exception& e) {
     spdlog::error("internal error: {}", e.what());
-    return 128;
+    record.error = std::string("internal error: ") + e.what();
+    record.exit_status = 128;
   }
+  if (options.json) print_json(record);
+  return record.exit_status;
 }

@@ -3,14 +3,29 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstring>
 
 #include "kcopy/kcopyd.hpp"
-#include "kcopy/units.hpp"
 
 namespace kcopy {
+
+bool SignalLineQueue::push(const SignalSafeLine& line) {
+  const std::size_t tail = tail_.load(std::memory_order_relaxed);
+  if (tail - head_.load(std::memory_order_acquire) == capacity) return false;
+  lines_[tail % capacity] = line;
+  tail_.store(tail + 1, std::memory_order_release);
+  return true;
+}
+
+bool SignalLineQueue::pop(SignalSafeLine& line) {
+  const std::size_t head = head_.load(std::memory_order_relaxed);
+  if (head == tail_.load(std::memory_order_acquire)) return false;
+  line = lines_[head % capacity];
+  head_.store(head + 1, std::memory_order_release);
+  return true;
+}
+
 namespace {
 
 constexpr int handled[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1};
@@ -21,6 +36,8 @@ std::atomic<KcopydClient*> client{nullptr};
 std::atomic<std::uint64_t> total{0};
 std::atomic<std::int64_t> start_ns{0};
 std::atomic<bool> quiet{false};
+std::atomic<SignalLineQueue*> routed_lines{nullptr};
+std::atomic<int> wake_fd{-1};
 
 std::int64_t now_ns() {
   timespec ts{};
@@ -28,56 +45,26 @@ std::int64_t now_ns() {
   return ts.tv_sec * 1'000'000'000LL + ts.tv_nsec;
 }
 
-// A line built without allocation or locale, for a signal handler.
-class Line {
- public:
-  Line& text(const char* s) {
-    while (*s && len_ < sizeof buf_) buf_[len_++] = *s++;
-    return *this;
-  }
-  Line& number(std::uint64_t n) {
-    char digits[20];
-    std::size_t k = 0;
-    do digits[k++] = static_cast<char>('0' + n % 10);
-    while ((n /= 10) != 0);
-    while (k > 0 && len_ < sizeof buf_) buf_[len_++] = digits[--k];
-    return *this;
-  }
-  // A number with one decimal, from tenths.
-  Line& tenths(std::uint64_t t) { return number(t / 10).text(".").number(t % 10); }
-  void write() const { [[maybe_unused]] auto n = ::write(STDERR_FILENO, buf_, len_); }
-
- private:
-  char buf_[160];
-  std::size_t len_ = 0;
-};
+// Writes `line` to stderr, or hands it to the thread that owns stderr.
+void emit(const SignalSafeLine& line) {
+  SignalLineQueue* q = routed_lines.load();
+  if (!q) return line.write_to_stderr();
+  q->push(line);
+  const std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(wake_fd.load(), &one, sizeof one);
+}
 
 void write_status() {
   const KcopydClient* c = client.load();
-  const std::uint64_t done = c ? c->sectors_done() : 0;
-  const std::uint64_t all = total.load();
   const std::int64_t elapsed_ns = start_ns.load() ? now_ns() - start_ns.load() : 0;
-  const std::uint64_t ms = static_cast<std::uint64_t>(elapsed_ns > 0 ? elapsed_ns / 1'000'000 : 0);
-  const std::uint64_t mib_tenths = ms ? sectors_to_bytes(done) * 10 * 1000 / ms >> 20 : 0;
-  Line()
-      .text("kcopy: ")
-      .number(done)
-      .text(" of ")
-      .number(all)
-      .text(" sectors copied (")
-      .number(all ? done * 100 / all : 0)
-      .text("%), ")
-      .tenths(ms / 100)
-      .text(" s, ")
-      .tenths(mib_tenths)
-      .text(" MiB/s\n")
-      .write();
+  emit(status_line({c ? c->sectors_done() : 0, total.load(),
+                    static_cast<std::uint64_t>(elapsed_ns > 0 ? elapsed_ns / 1'000'000 : 0)}));
 }
 
 void write_notice(int sig) {
   if (quiet.load()) return;
   const char* what = sig == SIGINT ? "interrupted" : sig == SIGHUP ? "hangup" : "terminated";
-  Line().text("kcopy: ").text(what).text(": stopping after the I/O in flight completes\n").write();
+  emit(SignalSafeLine().text("kcopy: ").text(what).text(": stopping after the I/O in flight completes\n"));
 }
 
 void on_signal(int sig) {
@@ -97,7 +84,7 @@ void on_signal(int sig) {
 
 StopSignals::StopSignals(bool be_quiet) {
   static_assert(std::atomic<int>::is_always_lock_free && std::atomic<KcopydClient*>::is_always_lock_free &&
-                std::atomic<std::uint64_t>::is_always_lock_free);
+                std::atomic<std::uint64_t>::is_always_lock_free && std::atomic<std::size_t>::is_always_lock_free);
   quiet = be_quiet;
   struct sigaction sa {};
   sa.sa_handler = on_signal;
@@ -109,6 +96,7 @@ StopSignals::StopSignals(bool be_quiet) {
 
 StopSignals::~StopSignals() {
   detach();
+  route_lines(nullptr, -1);
   for (std::size_t i = 0; i < std::size(handled); ++i) sigaction(handled[i], &old_[i], nullptr);
 }
 
@@ -122,5 +110,17 @@ void StopSignals::attach(KcopydClient& c, std::uint64_t total_sectors) {
 void StopSignals::detach() { client = nullptr; }
 
 int StopSignals::received() const { return first_signal.load(); }
+
+void StopSignals::route_lines(SignalLineQueue* lines, int fd) {
+  // A handler may run between the two stores: it must never see a queue
+  // without the descriptor that wakes its reader.
+  if (lines) {
+    wake_fd = fd;
+    routed_lines = lines;
+  } else {
+    routed_lines = nullptr;
+    wake_fd = -1;
+  }
+}
 
 }  // namespace kcopy

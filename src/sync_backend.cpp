@@ -9,12 +9,15 @@
 namespace kcopy {
 
 SyncBackend::SyncBackend(std::vector<FdEndpoint> endpoints, std::size_t max_requests)
-    : endpoints_(std::move(endpoints)) {
+    : endpoints_(std::move(endpoints)), zero_(endpoints_) {
   done_.reserve(max_requests);
 }
 
 void SyncBackend::submit(std::span<IoRequest* const> requests) {
   for (IoRequest* req : requests) {
+    done_.push_back(req);
+    if (zero_.try_in_place(*req)) continue;
+    // A read, a write, or zeroing that has to be written.
     const int fd = endpoints_[req->endpoint].fd_for(req->offset, req->buffer);
     const auto offset = static_cast<off_t>(req->offset);
     ssize_t rc;
@@ -23,7 +26,6 @@ void SyncBackend::submit(std::span<IoRequest* const> requests) {
                                  : ::pwrite(fd, req->buffer.data(), req->buffer.size(), offset);
     } while (rc < 0 && errno == EINTR);
     req->result = rc < 0 ? -errno : rc;
-    done_.push_back(req);
   }
 }
 

@@ -30,10 +30,11 @@ unsigned ring_size(std::size_t max_requests, std::size_t cap) {
 }  // namespace
 
 UringBackend::UringBackend(std::vector<FdEndpoint> endpoints, std::size_t max_requests)
-    : ring_(ring_size(max_requests, max_sq_entries), ring_size(max_requests, max_cq_entries)),
+    : zero_(endpoints),
+      ring_(ring_size(max_requests, max_sq_entries), ring_size(max_requests, max_cq_entries)),
       max_in_kernel_(std::min<std::size_t>(std::max<std::size_t>(max_requests, 1), ring_.cq_entries())),
       pending_(std::max<std::size_t>(max_requests, 1)) {
-  refused_.reserve(pending_.size());
+  completed_.reserve(pending_.size());
   endpoints_.reserve(endpoints.size());
   for (const FdEndpoint& ep : endpoints) endpoints_.push_back({ep});
   register_files();
@@ -97,6 +98,8 @@ void UringBackend::prepare(io_uring_sqe* sqe, IoRequest* req) {
         io_uring_prep_read(sqe, file, req->buffer.data(), len, req->offset);
       break;
     case IoOp::write:
+    case IoOp::zero:  // not done in place (submit): written
+    case IoOp::punch:
       if (buf >= 0)
         io_uring_prep_write_fixed(sqe, file, req->buffer.data(), len, req->offset, buf);
       else
@@ -109,6 +112,10 @@ void UringBackend::prepare(io_uring_sqe* sqe, IoRequest* req) {
 
 void UringBackend::submit(std::span<IoRequest* const> requests) {
   for (IoRequest* req : requests) {
+    if (zero_.try_in_place(*req)) {
+      completed_.push_back(req);
+      continue;
+    }
     assert(pending_count_ < pending_.size() && "more requests in flight than max_requests");
     pending_[(pending_head_ + pending_count_++) % pending_.size()] = req;
   }
@@ -152,7 +159,7 @@ void UringBackend::refuse_unsubmitted(int err) {
   ring_.take_back_unsubmitted([this, err](std::uint64_t user_data) {
     auto* req = reinterpret_cast<IoRequest*>(static_cast<std::uintptr_t>(user_data));
     req->result = err;
-    refused_.push_back(req);
+    completed_.push_back(req);
   });
   queued_ = 0;
 }
@@ -160,9 +167,9 @@ void UringBackend::refuse_unsubmitted(int err) {
 std::size_t UringBackend::reap(std::span<IoRequest*> out, std::size_t min_completions) {
   std::size_t n = 0;
   for (;;) {
-    while (!refused_.empty() && n < out.size()) {
-      out[n++] = refused_.back();
-      refused_.pop_back();
+    while (!completed_.empty() && n < out.size()) {
+      out[n++] = completed_.back();
+      completed_.pop_back();
     }
     // Completions already in the CQ ring: no system call.
     std::size_t got = 0;

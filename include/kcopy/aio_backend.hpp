@@ -10,10 +10,14 @@
 #include "kcopy/aio_context.hpp"
 #include "kcopy/device.hpp"
 #include "kcopy/io_backend.hpp"
+#include "kcopy/zero_offload.hpp"
 
 namespace kcopy {
 
 /// IoBackend on libaio. Endpoint i of the IoRequests is endpoints[i].
+/// Zero and punch requests are done inside submit() by fallocate where the
+/// endpoint can (ZeroOffload: libaio cannot queue it) and come back from the
+/// next reap(); elsewhere their buffer of zeroes is written like any write.
 class AioBackend final : public IoBackend {
  public:
   /// Sets up an io_context and `max_requests` iocbs, all allocated here.
@@ -26,16 +30,22 @@ class AioBackend final : public IoBackend {
   int flush(unsigned endpoint) override;
   std::uint32_t alignment(unsigned endpoint) const override { return endpoints_[endpoint].alignment; }
   Placement placement(unsigned endpoint) const override { return endpoints_[endpoint].placement; }
+  int drop_cache(unsigned endpoint, std::uint64_t offset, std::uint64_t length) override {
+    return endpoints_[endpoint].drop_cache(offset, length);
+  }
 
  private:
   void submit_pending();
 
   std::vector<FdEndpoint> endpoints_;
+  ZeroOffload zero_;
   AioContext ctx_;
   std::vector<iocb> iocbs_;
   std::vector<iocb*> free_iocbs_;
-  std::vector<iocb*> pending_;       // prepared, not yet accepted by io_submit
-  std::vector<IoRequest*> refused_;  // io_submit refused them: completed with -errno
+  std::vector<iocb*> pending_;  // prepared, not yet accepted by io_submit
+  // Completed without the kernel's AIO, waiting for reap(): refused by
+  // io_submit (-errno), or zeroed in place by submit().
+  std::vector<IoRequest*> completed_;
   std::vector<io_event> events_;
   std::size_t in_kernel_ = 0;  // accepted by io_submit, not yet reaped
 };

@@ -22,6 +22,11 @@ struct Options {
   bool force = false;                        ///< -f/--force: no O_EXCL on block devices
   IoEngine io_engine = IoEngine::automatic;  ///< --io-engine
   int verbosity = 0;                         ///< -v count minus -q count
+  /// --progress / --no-progress (the last one given); by default on when
+  /// stderr is a terminal and -q is not given.
+  bool progress = false;
+  bool json = false;     ///< --json: the report on stdout
+  bool dry_run = false;  ///< -n, --dry-run: check and print the plan, write nothing
 };
 
 /// Parses argv. Returns the options, or an exit status when the run ends here:
@@ -30,6 +35,9 @@ struct Options {
 struct ParsedCommandLine {
   std::optional<Options> options;
   int exit_status = 0;
+  std::string error;     ///< with exit status 128: what is wrong (the line, without "kcopy: ")
+  bool json = false;     ///< with exit status 128: --json was given (parsed, or among the arguments before "--")
+  bool dry_run = false;  ///< with exit status 128: -n/--dry-run was given (the same way)
 };
 ParsedCommandLine parse_command_line(int argc, char** argv);
 

@@ -2,6 +2,8 @@
 // The whole `kcopy SOURCE DEST...` run: open, plan, copy, report.
 
 #include "kcopy/cli.hpp"
+#include "kcopy/run_record.hpp"
+#include "kcopy/stderr_sink.hpp"
 
 namespace kcopy {
 
@@ -9,6 +11,11 @@ namespace kcopy {
 /// it (SIGINT/SIGTERM stop it: the I/O in flight drains first), reports on stderr
 /// and returns the exit status of the contract. Throws kcopy::Error for setup
 /// errors, after removing any destination file it created; nothing was written then.
-int run_copy_command(const Options& options);
+///
+/// With --progress, a ProgressReporter shows the copy through `sink`. With
+/// --dry-run, stops before anything is written (devices opened read-only,
+/// nothing created) and prints the plan on stdout (unless --json), returning 0.
+/// Fills in `record` as it goes, also when it throws, for the JSON report.
+int run_copy_command(const Options& options, StderrSink& sink, RunRecord& record);
 
 }  // namespace kcopy

@@ -30,17 +30,18 @@ struct CopyPlan {
 
 /// Fills in the defaults (source: sector 0, up to the end; destination: sector 0,
 /// the source's count) and checks, in sectors: ranges inside the source and every
-/// block-device destination, destination counts equal to the source's, 1 to 6
-/// destinations, no two destinations overlapping, no destination equal to the
-/// source range, no two destinations overlapping the source from opposite sides
+/// block-device destination, destination counts equal to the source's, no two
+/// destinations overlapping, no destination equal to the source range, no two
+/// destinations overlapping the source from opposite sides
 /// (destinations overlapping the source from one side are copied like memmove).
 /// Overlap is judged on each endpoint's medium, so a loop device and its backing
 /// file, or a partition and its whole disk, overlap where their bytes do.
 /// A source whose size is not whole sectors ends at its
 /// last whole sector.
 ///
-/// `args[i]` goes with `endpoints[i]`. Pure: throws kcopy::Error, naming the region
-/// and what is wrong, and touches nothing.
+/// `args[i]` goes with `endpoints[i]`; there are 2 to 7 of them (the command
+/// line checks the count). Pure: throws kcopy::Error, naming the region and what
+/// is wrong, and touches nothing. The overlap rules are overlap_order's.
 CopyPlan plan_copy(std::span<const RegionArg> args, std::span<const EndpointInfo> endpoints);
 
 }  // namespace kcopy

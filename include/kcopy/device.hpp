@@ -21,6 +21,13 @@ struct OpenOptions {
   bool write = false;     ///< a destination is on it (a missing file is created)
   bool buffered = false;  ///< --buffered: never use O_DIRECT
   bool exclusive = true;  ///< block-device destinations: O_EXCL (--force clears it)
+  /// --dry-run: every check that `write` implies, without opening anything for
+  /// writing or creating anything. Descriptors are read-only; the O_EXCL in-use
+  /// check is a read-only exclusive open (Linux claims a block device opened
+  /// O_RDONLY | O_EXCL as it would for writing: EBUSY when it is in use); write
+  /// permission and read-only file systems are checked with faccessat(W_OK); a
+  /// missing file is not created (would_create()), its directory is checked.
+  bool dry_run = false;
 };
 
 /// What makes two devices the same: st_rdev for block devices,
@@ -58,6 +65,12 @@ struct FdEndpoint {
                          reinterpret_cast<std::uintptr_t>(buffer.data()) % alignment == 0;
     return aligned ? direct_fd : buffered_fd;
   }
+
+  /// Writes back and drops the page-cache pages of bytes [offset, offset +
+  /// length) where reads of them go through the page cache (no O_DIRECT, or
+  /// an unaligned head or tail), so that the next read comes from the device:
+  /// sync_file_range then posix_fadvise(POSIX_FADV_DONTNEED). 0 or -errno.
+  int drop_cache(std::uint64_t offset, std::uint64_t length) const;
 };
 
 /// One opened block device or regular file. Move-only; owns its descriptors.
@@ -75,7 +88,9 @@ class Device {
   /// sets `direct_refused()` so the caller can print a one-line notice.
   /// Throws kcopy::Error naming `role` and `path`: missing, a directory, a
   /// character device or other non-block non-regular file, permission denied,
-  /// read-only, in use (EBUSY, with a hint about --force).
+  /// read-only, in use (EBUSY, with a hint about --force). With
+  /// options.dry_run, the same errors with the same messages, and nothing
+  /// opened for writing or created (see OpenOptions::dry_run).
   static Device open(const std::string& path, const std::string& role, const OpenOptions& options);
 
   /// The identity of the file at `path` (stat), or nothing when there is none.
@@ -97,6 +112,10 @@ class Device {
   bool direct_refused() const { return direct_refused_; }
   /// A regular-file destination that did not exist and was created by open().
   bool created() const { return created_; }
+  /// A dry run's missing regular-file destination: nothing is open (no
+  /// descriptors), the size is 0, and the identity is made up from the path
+  /// (the same path gives the same identity), so that overlap is still judged.
+  bool would_create() const { return would_create_; }
   const DeviceIdentity& identity() const { return identity_; }
   /// Where the device's bytes are stored (see Medium): found through sysfs for
   /// partitions (/sys/dev/block/M:m/start) and loop devices (loop/backing_file,
@@ -111,7 +130,8 @@ class Device {
   /// Checks, without changing anything, that a regular file can be grown to
   /// `bytes`: within the file-size limit (RLIMIT_FSIZE, `ulimit -f`) and the
   /// largest file its file system allows (lseek to the last byte is refused
-  /// past it). No-op for block devices and files already that large.
+  /// past it; not for a file a dry run would create, which has no descriptor).
+  /// No-op for block devices and files already that large.
   /// Throws kcopy::Error naming the limit.
   void check_can_grow_to(std::uint64_t bytes) const;
   /// Grows a regular file to at least `bytes` (ftruncate); no-op for block
@@ -129,6 +149,7 @@ class Device {
   bool direct_ = false;
   bool direct_refused_ = false;
   bool created_ = false;
+  bool would_create_ = false;
   DeviceIdentity identity_;
   Medium medium_;
 };

@@ -9,9 +9,21 @@
 
 namespace kcopy {
 
-enum class IoOp : std::uint8_t { read, write };
+/// What a request does to its byte range. `zero` and `punch` make the range
+/// read as zeroes without transferring data where the endpoint can (see
+/// IoRequest::make_zero); where it cannot, the backend writes their buffer (of
+/// zeroes) instead, as an ordinary write.
+enum class IoOp : std::uint8_t {
+  read,
+  write,
+  zero,   ///< zeroes, allocated: fallocate(FALLOC_FL_ZERO_RANGE) (write-zeroes offload on block devices)
+  punch,  ///< zeroes, deallocated where possible: fallocate(FALLOC_FL_PUNCH_HOLE) (a hole in a file)
+};
 
-/// One read or write in flight. Owned by the engine (allocated up front, one per
+/// Whether `op` changes the endpoint: a write, or zeroing (which may fall back to one).
+constexpr bool is_write(IoOp op) { return op != IoOp::read; }
+
+/// One read, write or zeroing in flight. Owned by the engine (allocated up front, one per
 /// sub-job and endpoint); the backend only borrows it from submit() until it is
 /// handed back by reap().
 struct IoRequest {
@@ -21,8 +33,34 @@ struct IoRequest {
   std::uint64_t offset = 0;     ///< byte offset on the endpoint of buffer[0]
   long result = 0;              ///< set by the backend: bytes transferred (may be
                                 ///< short, 0 at end of file) or -errno
-  void* owner = nullptr;        ///< the engine's sub-job
-  unsigned tag = 0;             ///< the engine's own use
+  void* owner = nullptr;        ///< the engine's own: what the request belongs to
+
+  /// Named factories (Seastar's make_read / make_write): a read of `buffer.size()`
+  /// bytes into `buffer` from byte `offset` of `endpoint`, or a write of `buffer`
+  /// there. The buffer is borrowed until the request comes back from reap().
+  static IoRequest make_read(unsigned endpoint, std::span<std::byte> buffer, std::uint64_t offset, void* owner) {
+    return {IoOp::read, endpoint, buffer, offset, 0, owner};
+  }
+  static IoRequest make_write(unsigned endpoint, std::span<std::byte> buffer, std::uint64_t offset, void* owner) {
+    return {IoOp::write, endpoint, buffer, offset, 0, owner};
+  }
+
+  /// Requests that make `zeroes.size()` bytes from byte `offset` of `endpoint`
+  /// read as zeroes: make_zero keeps them allocated (dm-kcopyd's
+  /// REQ_OP_WRITE_ZEROES), make_punch deallocates them where it can (a hole in
+  /// a file; an unmapping zeroout on a block device). `zeroes` must hold only
+  /// zero bytes (one buffer may serve many requests at once, the backend only
+  /// reads it): an endpoint that cannot do it in place, or a range not aligned
+  /// to its logical block size and alignment(), gets `zeroes` written there
+  /// instead (punch first tries zero; see ZeroOffload). Borrowed until the request comes
+  /// back from reap(). `result`: bytes made zero (= zeroes.size() when done in
+  /// place; a fallback write may be short, like any write) or -errno.
+  static IoRequest make_zero(unsigned endpoint, std::span<std::byte> zeroes, std::uint64_t offset, void* owner) {
+    return {IoOp::zero, endpoint, zeroes, offset, 0, owner};
+  }
+  static IoRequest make_punch(unsigned endpoint, std::span<std::byte> zeroes, std::uint64_t offset, void* owner) {
+    return {IoOp::punch, endpoint, zeroes, offset, 0, owner};
+  }
 };
 
 /// Where an endpoint's bytes lie: endpoints on one medium (a loop device and its
@@ -65,6 +103,12 @@ class IoBackend {
   /// done by direct I/O (the logical block size, or 1). Unaligned requests still
   /// work, through the page cache.
   virtual std::uint32_t alignment(unsigned endpoint) const = 0;
+
+  /// Makes the next read of bytes [offset, offset + length) of `endpoint` come
+  /// from the device, not from a cache of what was just written (copy_verify
+  /// calls it before reading a destination back). Synchronous; 0 or -errno. By
+  /// default there is no cache to drop.
+  virtual int drop_cache(unsigned /*endpoint*/, std::uint64_t /*offset*/, std::uint64_t /*length*/) { return 0; }
 
   /// Where `endpoint`'s bytes lie (for overlap: memmove order). By default each
   /// endpoint is a medium of its own.

@@ -16,6 +16,7 @@
 
 #include "kcopy/error_ranges.hpp"
 #include "kcopy/io_backend.hpp"
+#include "kcopy/pacer.hpp"
 #include "kcopy/page_pool.hpp"
 #include "kcopy/units.hpp"
 
@@ -34,18 +35,35 @@ struct IoRegion {
 /// Job flags (the DM_KCOPYD_* flags of dm_kcopyd_copy).
 enum CopyFlag : unsigned {
   copy_ignore_errors = 1u << 0,  ///< DM_KCOPYD_IGNORE_ERROR: go on past errors
+  copy_write_seq = 1u << 1,      ///< DM_KCOPYD_WRITE_SEQ: each destination's writes are
+                                 ///< issued in ascending order (zoned devices); as in
+                                 ///< dm-kcopyd it clears copy_ignore_errors
   copy_no_flush = 1u << 2,       ///< skip the final fdatasync of each destination
-                                 ///< (bit 1 is kept for DM_KCOPYD_WRITE_SEQ)
+  copy_verify = 1u << 3,         ///< read every destination back and compare it with
+                                 ///< what was read from the source (needs two pool
+                                 ///< buffers per sub-job)
+  copy_sparse = 1u << 4,         ///< source runs of zeroes (whole sparse_granule units)
+                                 ///< become punch requests instead of data writes
 };
+
+/// The unit in which copy_sparse looks for zeroes: runs of whole 4 KiB pieces
+/// of a sub-job (aligned to the sub-job's start) that hold only zero bytes.
+inline constexpr std::uint64_t sparse_granule = 4096;
+
+/// The `error` of a verify ErrorRange whose sectors were read back with other
+/// data than was written (a read-back that failed carries its errno instead).
+inline constexpr int verify_mismatch = 0;
 
 /// What a finished job hands to its notify function (dm_kcopyd_notify_fn's
 /// read_err and write_err, with the details a user needs).
 struct JobResult {
   bool read_err = false;                                          ///< the source had a read error
-  unsigned long write_err = 0;                                    ///< bit i: destination i had a write or flush error
+  unsigned long write_err = 0;  ///< bit i: destination i had a write, flush or verify error
   bool stopped = false;                                           ///< stop() cut the job short
   ErrorRanges read_errors;                                        ///< failed source ranges, sorted and merged
   std::array<ErrorRanges, max_destinations> write_errors;         ///< failed ranges, each
+  std::array<ErrorRanges, max_destinations> verify_errors;        ///< ranges read back wrong (verify_mismatch)
+                                                                  ///< or not at all (errno), each
   std::array<int, max_destinations> flush_error{};                ///< positive errno, or 0
   std::array<std::uint64_t, max_destinations> sectors_written{};  ///< completed, each
   std::uint64_t sectors_total = 0;                                ///< the job's size
@@ -71,6 +89,11 @@ struct ClientConfig {
   /// true: the client runs its jobs on an I/O thread of its own (as kcopyd on its
   /// workqueue). false: no thread; jobs run on the caller's thread in wait().
   bool io_thread = true;
+  /// dm_kcopyd_throttle: the devices are busy at most this percent of the time
+  /// (1-100; 100 = no throttle). See Pacer.
+  unsigned throttle_percent = 100;
+  /// At most this many bytes per second of source reads (0 = no limit).
+  std::uint64_t max_rate = 0;
 };
 
 /// A kcopyd client: owns the page pool, the sub-jobs and (unless told otherwise)
@@ -112,8 +135,20 @@ class KcopydClient {
   /// the same count as `from`) and returns at once; `notify` runs when it ends.
   /// Allocates the job (and room for its error lists) here, not in the I/O loop.
   /// Throws kcopy::Error for a count mismatch, a bad number of destinations, or
-  /// two destinations overlapping the source from opposite sides.
+  /// a layout overlap_order refuses (a destination equal to the source range,
+  /// destinations overlapping each other or the source from opposite sides), or
+  /// copy_write_seq with a destination that overlaps the source from above
+  /// (memmove would need descending writes).
   void copy(const IoRegion& from, std::span<const IoRegion> dests, unsigned flags, NotifyFn notify);
+
+  /// dm_kcopyd_zero: queues a job that makes every region of `dests` (1 to 6,
+  /// all of the same count) read as zeroes, and returns at once; `notify` runs
+  /// when it ends (read_err is never set). Each sub-job is one IoOp::zero
+  /// request per destination (the write-zeroes offload, or writes from one
+  /// shared zeroed buffer where there is none). copy_ignore_errors,
+  /// copy_write_seq, copy_no_flush and copy_verify apply as for copies.
+  /// Throws kcopy::Error for bad counts or destinations that overlap.
+  void zero(std::span<const IoRegion> dests, unsigned flags, NotifyFn notify);
 
   /// Without an I/O thread: runs every queued job on this thread and returns
   /// when none is left (notify functions run here). With one: does nothing.
@@ -130,27 +165,40 @@ class KcopydClient {
 
   /// Sectors copied to every live destination so far, over all jobs (for progress).
   std::uint64_t sectors_done() const { return sectors_done_.load(std::memory_order_relaxed); }
+  /// Bit d: destination d of the running job has failed (a write or flush
+  /// error) so far. For progress; the job's result is what counts.
+  unsigned failed_destinations() const { return failed_destinations_.load(std::memory_order_relaxed); }
 
  private:
   struct Job;
   struct SubJob;
+  struct Transfer;
 
   void run();
   void run_job(Job& job);
+  // The stages of a sub-job, in order (see SubJob::Stage in kcopyd.cpp).
   void start_sub_jobs(Job& job);
-  void on_complete(IoRequest& req);
-  void on_failure(SubJob& sj, IoRequest& req);
-  void start_scan(SubJob& sj, IoRequest& failed);
-  void scan_next(SubJob& sj, unsigned slot);
-  void on_scan_piece_done(SubJob& sj, IoRequest& piece);
-  void scan_done(SubJob& sj, unsigned slot);
-  void slot_done(SubJob& sj, unsigned slot);
-  void on_read_done(SubJob& sj);
-  void start_writes(SubJob& sj);
+  void read_done(SubJob& sj);
   void release_held_writes(Job& job);
   void drop_stranded_writes(Job& job);
+  void start_writes(SubJob& sj);
+  void write_done(SubJob& sj);
+  void verify_next(SubJob& sj);
+  void compare(Transfer& t);
   void end_sub_job(SubJob& sj);
   void finish(Job& job);
+  // One request's completion, and what a failed one turns into.
+  void on_complete(IoRequest& io);
+  void transfer_done(Transfer& t);
+  void transfer_failed(Transfer& t);
+  void scan_next(Transfer& t);
+  void scan_piece_done(Transfer& t);
+  void scan_piece_failed(Transfer& t);
+  void submit_one(IoRequest& io);
+  void submit(std::span<IoRequest* const> requests);
+  void queue(std::unique_ptr<Job> job);
+  void find_segments(SubJob& sj);
+  void pace_idle();
 
   std::unique_ptr<IoBackend> backend_;
   std::uint64_t io_size_;
@@ -158,9 +206,12 @@ class KcopydClient {
   PagePool pool_;
   std::vector<SubJob> sub_jobs_;
   std::vector<SubJob*> free_sub_jobs_;
-  std::vector<IoRequest*> batch_;        // requests gathered for one submit
+  std::vector<IoRequest*> batch_;        // reads gathered for one submit
+  std::vector<IoRequest*> write_batch_;  // one sub-job's writes, for one submit
   std::vector<IoRequest*> completions_;  // reap() output
-  std::vector<SubJob*> held_;            // read, writes waiting (overlap with unread source)
+  std::size_t in_flight_ = 0;            // requests submitted and not yet reaped
+  std::unique_ptr<Pacer> pacer_;         // --throttle / --max-rate, when on
+  std::unique_ptr<PagePool> zeroes_;     // one zeroed buffer for zero jobs, made by the first
 
   std::mutex mutex_;
   std::condition_variable queued_;
@@ -168,6 +219,7 @@ class KcopydClient {
   bool closing_ = false;
   std::atomic<bool> stop_requested_{false};
   std::atomic<std::uint64_t> sectors_done_{0};
+  std::atomic<unsigned> failed_destinations_{0};
   std::thread io_thread_;  // last: starts after everything above exists (if at all)
 };
 

@@ -2,12 +2,36 @@
 // Signals during a copy: SIGINT, SIGTERM and SIGHUP stop it cleanly (the I/O in
 // flight drains, the destinations are flushed); SIGUSR1 prints a status line.
 
+#include <atomic>
 #include <csignal>
+#include <cstddef>
 #include <cstdint>
+
+#include "kcopy/status_line.hpp"
 
 namespace kcopy {
 
 class KcopydClient;
+
+/// Lines the signal handlers leave for another thread to print, while that
+/// thread owns standard error (a progress line is drawn there, and a line
+/// written from a handler could land in the middle of it). A ring with one
+/// producer, the handlers (they run one at a time, on the main thread: the
+/// reading thread blocks these signals), and one consumer. A line that finds
+/// the ring full is lost.
+class SignalLineQueue {
+ public:
+  /// Async-signal-safe. False when the ring is full.
+  bool push(const SignalSafeLine& line);
+  /// The oldest line not taken yet, if any.
+  bool pop(SignalSafeLine& line);
+
+ private:
+  static constexpr std::size_t capacity = 16;
+  SignalSafeLine lines_[capacity];
+  std::atomic<std::size_t> head_{0};  // next to pop
+  std::atomic<std::size_t> tail_{0};  // next to push
+};
 
 /// Installs handlers for SIGINT, SIGTERM, SIGHUP and SIGUSR1 for its lifetime
 /// (one instance at a time).
@@ -18,9 +42,9 @@ class KcopydClient;
 /// drains and flushes, and the first signal decides the exit status (128+N). A
 /// signal that arrives before a client is attached stops it as soon as it is.
 ///
-/// SIGUSR1 (dd's habit): writes one status line to stderr, "kcopy: N of M
-/// sectors copied (P%), T s, R MiB/s", from the client's counters; the copy
-/// goes on. Written even with `quiet`: the user asked for it.
+/// SIGUSR1 (dd's habit): writes one status line to stderr (see status_line)
+/// from the client's counters; the copy goes on. Written even with `quiet`:
+/// the user asked for it.
 ///
 /// The handlers only load atomics, read the clock and write(2) (stderr writes
 /// that fail, e.g. EPIPE on a dead pipe, are ignored). The I/O loop sees EINTR
@@ -38,6 +62,13 @@ class StopSignals {
   void detach();
   /// The first stopping signal received (SIGINT, SIGTERM or SIGHUP), or 0.
   int received() const;
+
+  /// From now on the handlers write their lines (notices, status lines) to
+  /// `lines` instead of stderr, and wake its reader by adding 1 to the eventfd
+  /// `wake_fd`; nullptr: to stderr again. Call it on the thread that takes the
+  /// signals (the main thread), so that no handler is half-way through a
+  /// line when the route changes.
+  void route_lines(SignalLineQueue* lines, int wake_fd);
 
  private:
   struct sigaction old_[4]{};

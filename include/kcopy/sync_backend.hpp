@@ -8,11 +8,14 @@
 
 #include "kcopy/device.hpp"
 #include "kcopy/io_backend.hpp"
+#include "kcopy/zero_offload.hpp"
 
 namespace kcopy {
 
 /// IoBackend doing each request to completion inside submit() (short transfers
 /// are returned as they are; the engine continues them). Endpoint i is endpoints[i].
+/// Zero and punch requests are done by fallocate where the endpoint can, else
+/// written (ZeroOffload).
 class SyncBackend final : public IoBackend {
  public:
   /// `max_requests` bounds how many completed requests may wait for reap().
@@ -23,9 +26,13 @@ class SyncBackend final : public IoBackend {
   int flush(unsigned endpoint) override;
   std::uint32_t alignment(unsigned endpoint) const override { return endpoints_[endpoint].alignment; }
   Placement placement(unsigned endpoint) const override { return endpoints_[endpoint].placement; }
+  int drop_cache(unsigned endpoint, std::uint64_t offset, std::uint64_t length) override {
+    return endpoints_[endpoint].drop_cache(offset, length);
+  }
 
  private:
   std::vector<FdEndpoint> endpoints_;
+  ZeroOffload zero_;
   std::vector<IoRequest*> done_;
   std::size_t next_ = 0;  // first of done_ not yet reaped
 };

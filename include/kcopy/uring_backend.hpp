@@ -14,6 +14,7 @@
 #include "kcopy/device.hpp"
 #include "kcopy/io_backend.hpp"
 #include "kcopy/uring_ring.hpp"
+#include "kcopy/zero_offload.hpp"
 
 namespace kcopy {
 
@@ -43,7 +44,12 @@ class UringBackend final : public IoBackend {
 
   /// As IoBackend says. A request's result is its CQE's: bytes (short at end
   /// of file, and at most 1 GiB per request) or -errno, also for a request the
-  /// kernel refuses (bad descriptor, misaligned O_DIRECT).
+  /// kernel refuses (bad descriptor, misaligned O_DIRECT). Zero and punch
+  /// requests are done here by fallocate where the endpoint can (ZeroOffload,
+  /// synchronously: simpler than IORING_OP_FALLOCATE, whose "not supported"
+  /// would come back in a CQE to be resubmitted as a write) and come back
+  /// from the next reap(); elsewhere their buffer of zeroes is written like
+  /// any write.
   void submit(std::span<IoRequest* const> requests) override;
   /// As IoBackend says; waits in io_uring_enter, and a signal does not end the
   /// wait (as AioContext::get_events).
@@ -53,6 +59,9 @@ class UringBackend final : public IoBackend {
   int flush(unsigned endpoint) override;
   std::uint32_t alignment(unsigned endpoint) const override { return endpoints_[endpoint].fds.alignment; }
   Placement placement(unsigned endpoint) const override { return endpoints_[endpoint].fds.placement; }
+  int drop_cache(unsigned endpoint, std::uint64_t offset, std::uint64_t length) override {
+    return endpoints_[endpoint].fds.drop_cache(offset, length);
+  }
 
   /// Whether the descriptors are registered as fixed files, and the memory
   /// given to register_buffers() as fixed buffers (for diagnostics and tests).
@@ -75,6 +84,7 @@ class UringBackend final : public IoBackend {
   void refuse_unsubmitted(int err);
 
   std::vector<Endpoint> endpoints_;
+  ZeroOffload zero_;
   UringRing ring_;
   std::size_t max_in_kernel_;  // at most the CQ size: completions never overflow it
   bool fixed_files_ = false;
@@ -88,7 +98,9 @@ class UringBackend final : public IoBackend {
   std::size_t pending_count_ = 0;
   std::size_t queued_ = 0;
   std::size_t in_kernel_ = 0;
-  std::vector<IoRequest*> refused_;  // never reached the kernel: completed with -errno
+  // Completed without the ring, waiting for reap(): refused before reaching
+  // the kernel (-errno), or zeroed in place by submit().
+  std::vector<IoRequest*> completed_;
 };
 
 }  // namespace kcopy

@@ -3,8 +3,10 @@
 
 Exposes IMAGE (a regular file) as MOUNTPOINT/NAME (default "disk").  A read that
 touches any --read-error range fails with EIO, a write that touches any
---write-error range fails with EIO (and writes nothing); every other read and
-write goes to IMAGE unchanged.  Loop that file (losetup WITHOUT --direct-io) and
+--write-error range fails with EIO (and writes nothing); a write that touches
+any --lose-writes range succeeds but stores nothing inside those ranges (its
+parts outside them are stored): a disk that silently loses writes, for
+--verify.  Every other read and write goes to IMAGE unchanged.  Loop that file (losetup WITHOUT --direct-io) and
 the loop device fails exactly those 512-byte sectors:
 
     faulty_disk.py --read-error 1000:1 --write-error 5000:8 IMAGE MNT &
@@ -29,10 +31,13 @@ the dead mount; and once the process --watch-pid names has gone without
 cleaning up, it detaches those loop devices and unmounts, ending the daemon.
 
 Ranges are START:COUNT in 512-byte SECTORS of the file (decimal or 0x hex),
-repeatable; --read-errors-from / --write-errors-from read one START:COUNT (or
-"START COUNT") per line from a file, for thousands of ranges ('#' comments and
-blank lines ignored).  --log FILE records every failed request
-("read|write OFFSET SIZE", in bytes) and, at exit, the counts of requests.
+repeatable; --read-errors-from / --write-errors-from / --lose-writes-from read
+one START:COUNT (or "START COUNT") per line from a file, for thousands of
+ranges ('#' comments and blank lines ignored).  A write touching both a
+--write-error and a --lose-writes range fails.  --log FILE records every
+failed request ("read|write OFFSET SIZE", in bytes), every write that lost
+bytes ("lost OFFSET SIZE": the whole write, in bytes) and, at exit, the counts
+of requests.
 
 Exit status: 0 after a clean unmount, 2 bad arguments, 77 when FUSE or fusepy
 is not available (the test's "skipped").
@@ -87,6 +92,26 @@ class Ranges:
         i = bisect.bisect_left(self.starts, off + size) - 1
         return i >= 0 and self.ends[i] > off
 
+    def outside(self, off, size):
+        """The pieces of [off, off+size) that no range covers, as (start, end)
+        byte offsets in order."""
+        pieces, at, end = [], off, off + size
+        i = max(bisect.bisect_right(self.starts, off) - 1, 0)
+        while at < end and i < len(self.starts):
+            a, b = self.starts[i], self.ends[i]
+            if b <= at:
+                i += 1
+                continue
+            if a >= end:
+                break
+            if a > at:
+                pieces.append((at, a))
+            at = max(at, b)
+            i += 1
+        if at < end:
+            pieces.append((at, end))
+        return pieces
+
     def __len__(self):
         return len(self.starts)
 
@@ -119,24 +144,25 @@ def read_ranges_file(path):
 
 
 class FaultyDisk(fuse.Operations):
-    def __init__(self, image, name, read_bad, write_bad, log):
+    def __init__(self, image, name, read_bad, write_bad, lose, log):
         self.fd = os.open(image, os.O_RDWR)
         self.image = image
         self.name = "/" + name
         self.read_bad = read_bad
         self.write_bad = write_bad
+        self.lose = lose
         self.log = log
         self.mutex = threading.Lock()
-        self.counts = {"read": 0, "write": 0, "read_eio": 0, "write_eio": 0}
+        self.counts = {"read": 0, "write": 0, "read_eio": 0, "write_eio": 0, "lost": 0}
         self.mounted_at = time.time()
 
-    def _note(self, what, off, size, failed):
+    def _note(self, what, off, size, failed, lost=False):
         with self.mutex:
             self.counts[what] += 1
-            if failed:
-                self.counts[what + "_eio"] += 1
+            if failed or lost:
+                self.counts[what + "_eio" if failed else "lost"] += 1
                 if self.log:
-                    self.log.write(f"{what} {off} {size}\n")
+                    self.log.write(f"{what if failed else 'lost'} {off} {size}\n")
                     self.log.flush()
 
     # --- the tree: "/" and "/NAME" ---------------------------------------------
@@ -186,6 +212,13 @@ class FaultyDisk(fuse.Operations):
         end = os.fstat(self.fd).st_size
         if offset + size > end:  # a disk does not grow
             raise fuse.FuseOSError(errno.ENOSPC)
+        if self.lose.touches(offset, size):
+            # Success, but only the parts outside the lost ranges are stored.
+            self._note("write", offset, size, False, lost=True)
+            view = memoryview(data)
+            for a, b in self.lose.outside(offset, size):
+                os.pwrite(self.fd, view[a - offset:b - offset], a)
+            return size
         self._note("write", offset, size, False)
         return os.pwrite(self.fd, data, offset)
 
@@ -207,7 +240,7 @@ class FaultyDisk(fuse.Operations):
         if self.log:
             c = self.counts
             self.log.write(f"# requests: read {c['read']} (EIO {c['read_eio']}), "
-                           f"write {c['write']} (EIO {c['write_eio']})\n")
+                           f"write {c['write']} (EIO {c['write_eio']}, lost {c['lost']})\n")
             self.log.flush()
 
 
@@ -342,7 +375,7 @@ def guard(daemon, watch_pid, mountpoint, disk, loops_file):
 def main():
     p = argparse.ArgumentParser(
         description="FUSE file system exposing IMAGE as MOUNTPOINT/NAME, failing I/O "
-                    "that touches chosen 512-byte sector ranges with EIO.")
+                    "that touches chosen 512-byte sector ranges with EIO, or losing writes there.")
     p.add_argument("image", metavar="IMAGE", help="the backing image (a regular file)")
     p.add_argument("mountpoint", metavar="MOUNTPOINT", help="an empty directory")
     p.add_argument("--name", default="disk", help="the file's name in MOUNTPOINT (default: disk)")
@@ -354,6 +387,11 @@ def main():
                    help="more read-error ranges, one START:COUNT per line")
     p.add_argument("--write-errors-from", metavar="FILE", action="append", default=[],
                    help="more write-error ranges, one START:COUNT per line")
+    p.add_argument("--lose-writes", type=parse_range, action="append", default=[],
+                   metavar="START:COUNT",
+                   help="writes touching these sectors succeed but store nothing there (repeatable)")
+    p.add_argument("--lose-writes-from", metavar="FILE", action="append", default=[],
+                   help="more lost-write ranges, one START:COUNT per line")
     p.add_argument("--log", metavar="FILE", help="append every failed request and the request counts")
     p.add_argument("--watch-pid", type=int, metavar="PID",
                    help="unmount and exit once process PID has gone")
@@ -376,11 +414,14 @@ def main():
         wr = list(args.write_error)
         for f in args.write_errors_from:
             wr += read_ranges_file(f)
+        lose = list(args.lose_writes)
+        for f in args.lose_writes_from:
+            lose += read_ranges_file(f)
     except (OSError, argparse.ArgumentTypeError) as e:
         p.error(str(e))
 
     log = open(args.log, "a") if args.log else None
-    ops = FaultyDisk(os.path.abspath(args.image), args.name, Ranges(rd), Ranges(wr), log)
+    ops = FaultyDisk(os.path.abspath(args.image), args.name, Ranges(rd), Ranges(wr), Ranges(lose), log)
     mountpoint = os.path.realpath(args.mountpoint)
     daemon = os.getpid()
     if os.fork() == 0:

@@ -461,13 +461,18 @@ need_faulty_disk() {
 #   --read-error START:COUNT      reads touching these sectors fail (EIO)
 #   --write-error START:COUNT     writes touching these sectors fail (EIO),
 #                                 and leave IMAGE's old bytes there
-#   --read-errors-from FILE, --write-errors-from FILE  (one START:COUNT a line)
+#   --lose-writes START:COUNT     writes touching these sectors succeed but
+#                                 store nothing there (IMAGE keeps its old
+#                                 bytes; the rest of each write is stored)
+#   --read-errors-from FILE, --write-errors-from FILE, --lose-writes-from FILE
+#                                 (one START:COUNT a line)
 # All repeatable.  Mounts the FUSE file system on $SCRATCH/fuse.XXXXXX, loops
 # its file, records both for cleanup (loop detached first, then the unmount,
 # which ends faulty_disk.py; its guard process ends it too should this test
 # die without cleaning up) and prints the loop device.  Every failed request
 # is appended to $SCRATCH/NAME.faulty.log ("read|write OFFSET SIZE" in bytes;
-# NAME the basename of IMAGE), with request counts when the daemon stops.
+# NAME the basename of IMAGE), and every write that lost bytes ("lost OFFSET
+# SIZE", the whole write), with request counts when the daemon stops.
 faulty_device() {
     local image=$1 py mnt pid dev log out
     shift

@@ -1,7 +1,9 @@
 #pragma once
 // A fault-injecting IoBackend for the engine's unit tests: endpoints are byte
 // vectors in memory; requests complete in a shuffled order, may be cut short, and
-// fail with a chosen errno where a fault covers them.
+// fail with a chosen errno where a fault covers them. Zero and punch requests
+// zero their bytes in memory (as a device with a write-zeroes offload would) and
+// are counted apart, so that a test can tell zeroing from writing.
 
 #include <algorithm>
 #include <cerrno>
@@ -16,7 +18,7 @@ namespace kcopy::test {
 
 struct Fault {
   unsigned endpoint;
-  IoOp op;
+  IoOp op;                   // read, write, punch, or zero (zero also covers punch requests)
   std::uint64_t begin, end;  // bytes: a request touching [begin, end) fails
   int error;
   std::size_t min_length = 0;  // ... if it is at least this long (a merged request)
@@ -25,13 +27,13 @@ struct Fault {
 class FaultBackend final : public IoBackend {
  public:
   explicit FaultBackend(std::vector<std::vector<std::byte>> disks, unsigned seed = 1)
-      : disks_(std::move(disks)), rng_(seed), writes_(disks_.size()), written_(disks_.size()) {
+      : disks_(std::move(disks)), rng_(seed), writes_(disks_.size()), written_(disks_.size()), zeroed_(disks_.size()) {
     for (std::size_t i = 0; i < disks_.size(); ++i) written_[i].assign(disks_[i].size(), 0);
   }
 
   // --- knobs, set before the copy starts ---
   std::vector<Fault> faults;
-  std::size_t short_cap = 0;  ///< when > 0, no transfer moves more bytes than this
+  std::size_t short_cap = 0;  ///< when > 0, no transfer (zeroing too) moves more bytes than this
   int flush_error_on = -1;    ///< endpoint whose flush fails with EIO
   std::uint32_t align = 512;
 
@@ -39,20 +41,23 @@ class FaultBackend final : public IoBackend {
   std::vector<std::vector<std::byte>> disks_;
   std::size_t max_reads_in_flight = 0;
   std::size_t reads_submitted = 0;
-  std::vector<std::size_t> write_submit_sizes;  ///< requests per submit() that held writes
+  std::vector<std::size_t> write_submit_sizes;  ///< requests per submit() that held writes (zeroings count)
   std::vector<unsigned> flushed;
+  std::size_t nonzero_zeroings = 0;  ///< zero/punch requests whose buffer held a non-zero byte
 
-  /// How many times each byte of `endpoint` was written (1 everywhere = exactly once).
+  /// How many times each byte of `endpoint` was written or zeroed (1 everywhere = exactly once).
   const std::vector<unsigned char>& written(unsigned endpoint) const { return written_[endpoint]; }
   /// Writes submitted to `endpoint` after one of its writes had failed.
   std::size_t writes_after_failure(unsigned endpoint) const { return writes_[endpoint].after_failure; }
+  /// Bytes of `endpoint` made zero by zero or punch requests (a --sparse copy's holes).
+  std::uint64_t zeroed_bytes(unsigned endpoint) const { return zeroed_[endpoint]; }
 
   void submit(std::span<IoRequest* const> requests) override {
     std::size_t writes = 0;
     for (IoRequest* r : requests) {
       pending_.push_back(r);
       if (r->op == IoOp::read) ++reads_submitted;
-      if (r->op == IoOp::write) {
+      if (is_write(r->op)) {
         ++writes;
         if (writes_[r->endpoint].failed) ++writes_[r->endpoint].after_failure;
       }
@@ -90,10 +95,11 @@ class FaultBackend final : public IoBackend {
 
   void complete(IoRequest& r) {
     for (const Fault& f : faults) {
-      if (f.endpoint == r.endpoint && f.op == r.op && r.offset < f.end && f.begin < r.offset + r.buffer.size() &&
+      const bool op_matches = f.op == r.op || (f.op == IoOp::zero && r.op == IoOp::punch);
+      if (f.endpoint == r.endpoint && op_matches && r.offset < f.end && f.begin < r.offset + r.buffer.size() &&
           r.buffer.size() >= f.min_length) {
         r.result = -f.error;
-        if (r.op == IoOp::write) writes_[r.endpoint].failed = true;
+        if (is_write(r.op)) writes_[r.endpoint].failed = true;
         return;
       }
     }
@@ -102,12 +108,23 @@ class FaultBackend final : public IoBackend {
     if (short_cap) n = std::min(n, short_cap);
     if (r.offset >= disk.size()) n = 0;
     n = std::min<std::size_t>(n, disk.size() - std::min<std::size_t>(r.offset, disk.size()));
-    if (r.op == IoOp::read) {
-      std::memcpy(r.buffer.data(), disk.data() + r.offset, n);
-    } else {
-      std::memcpy(disk.data() + r.offset, r.buffer.data(), n);
-      for (std::size_t i = 0; i < n; ++i) ++written_[r.endpoint][r.offset + i];
+    switch (r.op) {
+      case IoOp::read:
+        std::memcpy(r.buffer.data(), disk.data() + r.offset, n);
+        break;
+      case IoOp::write:
+        std::memcpy(disk.data() + r.offset, r.buffer.data(), n);
+        break;
+      case IoOp::zero:
+      case IoOp::punch:
+        if (std::any_of(r.buffer.begin(), r.buffer.end(), [](std::byte b) { return b != std::byte{0}; }))
+          ++nonzero_zeroings;
+        std::memset(disk.data() + r.offset, 0, n);
+        zeroed_[r.endpoint] += n;
+        break;
     }
+    if (is_write(r.op))
+      for (std::size_t i = 0; i < n; ++i) ++written_[r.endpoint][r.offset + i];
     r.result = static_cast<long>(n);
   }
 
@@ -115,6 +132,7 @@ class FaultBackend final : public IoBackend {
   std::vector<IoRequest*> pending_;
   std::vector<WriteLog> writes_;
   std::vector<std::vector<unsigned char>> written_;
+  std::vector<std::uint64_t> zeroed_;
 };
 
 /// Lends a FaultBackend to a KcopydClient (which owns its backend), so that the

@@ -95,15 +95,15 @@ TEST_CASE("the same file as source and destination is the same device") {
   REQUIRE_NOTHROW(plan_copy(std::vector{arg(0, 100), arg(0)}, other));
 }
 
-TEST_CASE("at most six destinations") {
-  std::vector<EndpointInfo> eps{block("source", MiB, 1)};
-  std::vector<RegionArg> args{arg()};
-  for (unsigned i = 0; i < 7; ++i) {
-    eps.push_back(block("destination " + std::to_string(i + 1), MiB, 10 + i));
-    args.push_back(arg());
-  }
-  REQUIRE_THROWS_WITH(plan_copy(args, eps), Catch::Contains("at most 6"));
-  args.pop_back();
-  eps.pop_back();
-  REQUIRE(plan_copy(args, eps).dests.size() == 6);
+TEST_CASE("a loop device and its backing file overlap where their bytes do") {
+  // The loop device's medium is its backing file (ino 5), at offset 1 MiB.
+  const EndpointInfo loop{"source", "/dev/loop0", 8 * MiB, false, {{false, 1, 5}, MiB}};
+  const EndpointInfo backing = file("destination 1", 16 * MiB, 5);
+  const std::vector<EndpointInfo> eps{loop, backing};
+  REQUIRE_THROWS_WITH(plan_copy(std::vector{arg(0, 100), arg(2048)}, eps), Catch::Contains("source range itself"));
+  REQUIRE_NOTHROW(plan_copy(std::vector{arg(0, 100), arg(2100)}, eps));  // memmove order
+  REQUIRE_NOTHROW(plan_copy(std::vector{arg(0, 100), arg(0)}, eps));     // apart
+  const std::vector<EndpointInfo> both{loop, backing, file("destination 2", 16 * MiB, 5)};
+  REQUIRE_THROWS_WITH(plan_copy(std::vector{arg(0, 100), arg(2100), arg(1990)}, both),
+                      Catch::Contains("opposite sides"));
 }

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 #include <cstring>
 #include <future>
+#include <map>
 #include <numeric>
 
 #include "fault_backend.hpp"
@@ -299,4 +300,251 @@ TEST_CASE("a destination count that differs from the source's is refused") {
   FaultBackend b(disks(2));
   KcopydClient client(std::make_unique<Borrowed>(b), {.pages = 4, .io_size = 4096});
   REQUIRE_THROWS_AS(client.copy({0, 0, 10}, std::vector<IoRegion>{{1, 0, 11}}, 0, {}), Error);
+}
+
+TEST_CASE("a scan whose pieces complete short writes every good byte exactly once") {
+  // Issue 9: a short scan piece advanced the scan only by its remainder, and the
+  // next piece wrote again what the short one had written.
+  FaultBackend b(disks(2));
+  b.short_cap = 4608;
+  b.faults.push_back({1, IoOp::write, sectors_to_bytes(1000), sectors_to_bytes(1001), EIO});
+  const IoRegion from{0, 0, 4096};
+  const JobResult r = run_copy(b, from, {{1, 0, 4096}}, copy_ignore_errors, {.pages = 512, .io_size = 1 << 20});
+  REQUIRE(r.write_errors[0].ranges() == std::vector<ErrorRange>{{1000, 1, EIO}});
+  const auto& w = b.written(1);
+  std::size_t twice = 0, never = 0;
+  for (std::size_t i = 0; i < sectors_to_bytes(4096); ++i) {
+    const bool bad = i >= sectors_to_bytes(1000) && i < sectors_to_bytes(1001);
+    twice += w[i] > 1;
+    never += !bad && w[i] == 0;
+  }
+  REQUIRE(twice == 0);
+  REQUIRE(never == 0);
+  REQUIRE(r.sectors_written[0] == 4095);
+}
+
+namespace {
+
+// Lends a backend and records, per endpoint, the offset of every write submitted.
+class RecordingWrites final : public IoBackend {
+ public:
+  explicit RecordingWrites(IoBackend& b) : b_(b) {}
+  void submit(std::span<IoRequest* const> r) override {
+    for (const IoRequest* req : r)
+      if (req->op == IoOp::write) offsets[req->endpoint].push_back(req->offset);
+    b_.submit(r);
+  }
+  std::size_t reap(std::span<IoRequest*> out, std::size_t min) override { return b_.reap(out, min); }
+  int flush(unsigned e) override { return b_.flush(e); }
+  std::uint32_t alignment(unsigned e) const override { return b_.alignment(e); }
+  std::map<unsigned, std::vector<std::uint64_t>> offsets;
+
+ private:
+  IoBackend& b_;
+};
+
+}  // namespace
+
+TEST_CASE("with copy_write_seq each destination's writes are issued in ascending order, still pipelined") {
+  const unsigned seed = GENERATE(1u, 2u, 3u, 4u);
+  FaultBackend b(disks(3), seed);
+  const auto originals = b.disks_;
+  RecordingWrites rec(b);
+  std::promise<JobResult> done;
+  {
+    KcopydClient client(std::make_unique<Borrowed>(rec), {.pages = 32, .io_size = 16 * 1024});
+    client.copy({0, 0, 4000}, std::vector<IoRegion>{{1, 0, 4000}, {2, 33, 4000}}, copy_write_seq,
+                [&](const JobResult& r) { done.set_value(r); });
+  }
+  const JobResult r = done.get_future().get();
+  REQUIRE(r.write_err == 0);
+  for (unsigned ep : {1u, 2u}) {
+    const auto& o = rec.offsets[ep];
+    REQUIRE(o.size() == 125);  // 4000 sectors in 16 KiB sub-jobs
+    REQUIRE(std::is_sorted(o.begin(), o.end()));
+    REQUIRE(std::adjacent_find(o.begin(), o.end()) == o.end());
+  }
+  require_exact_copy(b, originals[0], {0, 0, 4000}, {1, 0, 4000}, originals[1]);
+  require_exact_copy(b, originals[0], {0, 0, 4000}, {2, 33, 4000}, originals[2]);
+  REQUIRE(b.max_reads_in_flight >= 2);  // reads still run ahead of the writes
+}
+
+TEST_CASE("without copy_write_seq writes are issued out of order when completions are shuffled") {
+  // The check above can fail: the same copy without the flag writes out of order.
+  FaultBackend b(disks(2), 3);
+  RecordingWrites rec(b);
+  {
+    KcopydClient client(std::make_unique<Borrowed>(rec), {.pages = 32, .io_size = 16 * 1024});
+    client.copy({0, 0, 4000}, std::vector<IoRegion>{{1, 0, 4000}}, 0, {});
+  }
+  REQUIRE_FALSE(std::is_sorted(rec.offsets[1].begin(), rec.offsets[1].end()));
+}
+
+TEST_CASE("copy_write_seq clears copy_ignore_errors, as in dm-kcopyd: a write error drops the destination") {
+  FaultBackend b(disks(3));
+  b.faults.push_back({2, IoOp::write, sectors_to_bytes(1000), sectors_to_bytes(1001), EIO});
+  const JobResult r =
+      run_copy(b, {0, 0, 4096}, {{1, 0, 4096}, {2, 0, 4096}}, copy_write_seq | copy_ignore_errors);
+  REQUIRE(r.write_err == 0b10);
+  REQUIRE(r.sectors_written[0] == 4096);
+  REQUIRE(r.sectors_written[1] < 4096);
+  REQUIRE(b.writes_after_failure(2) <= 8);
+}
+
+TEST_CASE("copy_write_seq refuses a destination above the source on the same device (memmove needs descending)") {
+  FaultBackend b(disks(1));
+  KcopydClient client(std::make_unique<Borrowed>(b), {.pages = 4, .io_size = 4096});
+  REQUIRE_THROWS_AS(client.copy({0, 0, 100}, std::vector<IoRegion>{{0, 50, 100}}, copy_write_seq, {}), Error);
+  REQUIRE_NOTHROW(client.copy({0, 50, 100}, std::vector<IoRegion>{{0, 0, 100}}, copy_write_seq, {}));
+}
+
+namespace {
+
+// Lends a FaultBackend whose destination `endpoint` loses the writes to bytes
+// [begin, end): they complete with success, and the old bytes stay.
+class LosingWrites final : public IoBackend {
+ public:
+  LosingWrites(FaultBackend& b, unsigned endpoint, std::uint64_t begin, std::uint64_t end)
+      : b_(b), endpoint_(endpoint), begin_(begin), end_(end), old_(b.disks_[endpoint]) {}
+  void submit(std::span<IoRequest* const> r) override { b_.submit(r); }
+  std::size_t reap(std::span<IoRequest*> out, std::size_t min) override {
+    const std::size_t n = b_.reap(out, min);
+    for (std::size_t i = 0; i < n; ++i) {
+      const IoRequest& r = *out[i];
+      if (r.op != IoOp::write || r.endpoint != endpoint_ || r.result <= 0) continue;
+      const std::uint64_t a = std::max(r.offset, begin_), z = std::min(r.offset + r.buffer.size(), end_);
+      if (a < z) std::copy(old_.begin() + a, old_.begin() + z, b_.disks_[endpoint_].begin() + a);
+    }
+    return n;
+  }
+  int flush(unsigned e) override { return b_.flush(e); }
+  std::uint32_t alignment(unsigned e) const override { return b_.alignment(e); }
+
+ private:
+  FaultBackend& b_;
+  unsigned endpoint_;
+  std::uint64_t begin_, end_;
+  std::vector<std::byte> old_;
+};
+
+JobResult run_verified_copy(IoBackend& backend, const IoRegion& from, std::vector<IoRegion> dests,
+                            unsigned flags = copy_verify) {
+  std::promise<JobResult> done;
+  {
+    KcopydClient client(std::make_unique<Borrowed>(backend), {.pages = 16, .io_size = 16 * 1024});
+    client.copy(from, dests, flags, [&](const JobResult& r) { done.set_value(r); });
+  }
+  return done.get_future().get();
+}
+
+}  // namespace
+
+TEST_CASE("copy_verify: a destination that loses writes gets its bit and exactly the lost sectors listed") {
+  const unsigned seed = GENERATE(1u, 2u);
+  FaultBackend b(disks(3), seed);
+  const auto originals = b.disks_;
+  LosingWrites losing(b, 2, sectors_to_bytes(1000), sectors_to_bytes(1037));  // destination 2 of 2
+  const JobResult r = run_verified_copy(losing, {0, 0, 4096}, {{1, 0, 4096}, {2, 0, 4096}});
+  REQUIRE_FALSE(r.read_err);
+  REQUIRE(r.write_err == 0b10);
+  REQUIRE(r.verify_errors[0].empty());
+  REQUIRE(r.verify_errors[1].ranges() == std::vector<ErrorRange>{{1000, 37, verify_mismatch}});
+  require_exact_copy(b, originals[0], {0, 0, 4096}, {1, 0, 4096}, originals[1]);
+}
+
+TEST_CASE("copy_verify: an exact copy verifies clean, and each destination is read back once") {
+  FaultBackend b(disks(3));
+  const std::size_t reads_without = [&] {
+    FaultBackend plain(disks(3));
+    run_copy(plain, {0, 0, 4096}, {{1, 0, 4096}, {2, 8, 4096}});
+    return plain.reads_submitted;
+  }();
+  const JobResult r = run_verified_copy(b, {0, 0, 4096}, {{1, 0, 4096}, {2, 8, 4096}});
+  REQUIRE(r.write_err == 0);
+  REQUIRE(r.verify_errors[0].empty());
+  REQUIRE(r.verify_errors[1].empty());
+  REQUIRE(b.reads_submitted == 3 * reads_without);  // the source once, each destination once
+}
+
+TEST_CASE("copy_verify: a read-back that fails names the failed sectors as that destination's verify errors") {
+  FaultBackend b(disks(2));
+  b.faults.push_back({1, IoOp::read, sectors_to_bytes(300), sectors_to_bytes(302), EIO});
+  const JobResult r = run_verified_copy(b, {0, 0, 1024}, {{1, 0, 1024}});
+  REQUIRE(r.write_err == 0b1);
+  REQUIRE(r.verify_errors[0].ranges() == std::vector<ErrorRange>{{300, 2, EIO}});
+}
+
+TEST_CASE("zero(): every destination region reads as zeroes, nothing around it changes") {
+  FaultBackend b(disks(3));
+  const auto originals = b.disks_;
+  std::promise<JobResult> done;
+  {
+    KcopydClient client(std::make_unique<Borrowed>(b), {.pages = 16, .io_size = 16 * 1024});
+    client.zero(std::vector<IoRegion>{{1, 3, 3000}, {2, 0, 3000}}, 0, [&](const JobResult& r) { done.set_value(r); });
+  }
+  const JobResult r = done.get_future().get();
+  REQUIRE_FALSE(r.read_err);
+  REQUIRE(r.write_err == 0);
+  REQUIRE(r.sectors_written[0] == 3000);
+  REQUIRE(r.sectors_written[1] == 3000);
+  const std::vector<std::byte> zeroes(sectors_to_bytes(3000));
+  REQUIRE(same_bytes(b, 1, 3, zeroes, 0, 3000));
+  REQUIRE(same_bytes(b, 2, 0, zeroes, 0, 3000));
+  REQUIRE(same_bytes(b, 1, 0, originals[1], 0, 3));
+  REQUIRE(same_bytes(b, 1, 3003, originals[1], 3003, 100));
+  REQUIRE(b.zeroed_bytes(1) == sectors_to_bytes(3000));
+  REQUIRE(b.reads_submitted == 0);
+  REQUIRE(b.nonzero_zeroings == 0);
+}
+
+TEST_CASE("copy_sparse: zero runs of the source are punched, data written, and the result is exact") {
+  std::vector<std::vector<std::byte>> d = disks(3);
+  // Source: zeroes but for data at sectors 100-107 and 2000-2999.
+  std::vector<std::byte> src(disk_bytes);
+  std::copy_n(d[0].begin(), sectors_to_bytes(8), src.begin() + sectors_to_bytes(100));
+  std::copy_n(d[0].begin(), sectors_to_bytes(1000), src.begin() + sectors_to_bytes(2000));
+  d[0] = src;
+  FaultBackend b(d);
+  const auto originals = b.disks_;
+  const JobResult r = run_copy(b, {0, 0, 4096}, {{1, 0, 4096}, {2, 8, 4096}}, copy_sparse);
+  REQUIRE(r.write_err == 0);
+  require_exact_copy(b, originals[0], {0, 0, 4096}, {1, 0, 4096}, originals[1]);
+  require_exact_copy(b, originals[0], {0, 0, 4096}, {2, 8, 4096}, originals[2]);
+  // Data: sectors 96-111 (the two 4 KiB granules holding 100-107) and 2000-2999
+  // (whole granules): the rest is zeroed, not written.
+  REQUIRE(b.zeroed_bytes(1) == sectors_to_bytes(4096 - 16 - 1000));
+  REQUIRE(b.nonzero_zeroings == 0);
+  REQUIRE(r.sectors_written[0] == 4096);
+}
+
+TEST_CASE("max_rate paces the reads: 4 MiB at 16 MiB/s take about a quarter of a second") {
+  FaultBackend b(disks(2));
+  const auto start = std::chrono::steady_clock::now();
+  std::promise<JobResult> done;
+  {
+    KcopydClient client(std::make_unique<Borrowed>(b),
+                        {.pages = 16, .io_size = 64 * 1024, .max_rate = 16 << 20});
+    client.copy({0, 0, 8192}, std::vector<IoRegion>{{1, 0, 8192}}, 0, [&](const JobResult& r) { done.set_value(r); });
+  }
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  REQUIRE(done.get_future().get().write_err == 0);
+  // 64 sub-jobs of 64 KiB: 63 of them paid for at 16 MiB/s = 0.246 s.
+  REQUIRE(s > 0.2);
+  REQUIRE(s < 1.5);
+}
+
+TEST_CASE("a stop during a paced copy ends it within one sleep") {
+  FaultBackend b(disks(2));
+  std::promise<JobResult> done;
+  const auto start = std::chrono::steady_clock::now();
+  {
+    KcopydClient client(std::make_unique<Borrowed>(b), {.pages = 16, .io_size = 64 * 1024, .max_rate = 1 << 20});
+    client.copy({0, 0, 8192}, std::vector<IoRegion>{{1, 0, 8192}}, 0, [&](const JobResult& r) { done.set_value(r); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    client.stop();
+  }
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const JobResult r = done.get_future().get();
+  REQUIRE(r.stopped);
+  REQUIRE(s < 0.6);  // 4 MiB at 1 MiB/s would take 4 s
 }

@@ -60,11 +60,11 @@ TEST_CASE("a file backend reads and writes at the byte offsets it is given") {
   TempFile src(64 * 1024), dst(64 * 1024);
   auto b = make_backend(aio, {{src.fd, src.fd, 1, {}}, {dst.fd, dst.fd, 1, {}}});
   alignas(4096) static std::byte buf[8192];
-  IoRequest rd{IoOp::read, 0, std::span(buf), 4096, 0, nullptr, 0};
+  IoRequest rd = IoRequest::make_read(0, std::span(buf), 4096, nullptr);
   REQUIRE(run(*b, {&rd}) == 1);
   REQUIRE(rd.result == 8192);
   REQUIRE(std::to_integer<int>(buf[0]) == 4096 % 251);
-  IoRequest wr{IoOp::write, 1, std::span(buf), 512, 0, nullptr, 0};
+  IoRequest wr = IoRequest::make_write(1, std::span(buf), 512, nullptr);
   REQUIRE(run(*b, {&wr}) == 1);
   REQUIRE(wr.result == 8192);
   char check = 0;
@@ -78,7 +78,7 @@ TEST_CASE("a read past the end of a file comes back short, not as an error") {
   TempFile src(10000);
   auto b = make_backend(aio, {{src.fd, src.fd, 1, {}}});
   alignas(4096) static std::byte buf[8192];
-  IoRequest rd{IoOp::read, 0, std::span(buf), 4096, 0, nullptr, 0};
+  IoRequest rd = IoRequest::make_read(0, std::span(buf), 4096, nullptr);
   REQUIRE(run(*b, {&rd}) == 1);
   REQUIRE(rd.result == 10000 - 4096);
 }
@@ -90,8 +90,8 @@ TEST_CASE("a request the kernel refuses comes back once, with -errno") {
   REQUIRE(ro >= 0);
   auto b = make_backend(aio, {{ro, ro, 1, {}}});
   alignas(4096) static std::byte buf[4096];
-  IoRequest wr{IoOp::write, 0, std::span(buf), 0, 0, nullptr, 0};  // writing a read-only fd
-  IoRequest rd{IoOp::read, 0, std::span(buf), 0, 0, nullptr, 0};
+  IoRequest wr = IoRequest::make_write(0, std::span(buf), 0, nullptr);  // writing a read-only fd
+  IoRequest rd = IoRequest::make_read(0, std::span(buf), 0, nullptr);
   REQUIRE(run(*b, {&wr, &rd}) == 2);
   REQUIRE(wr.result == -EBADF);
   REQUIRE(rd.result == 4096);

@@ -21,6 +21,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "kcopy/error.hpp"
@@ -79,31 +80,25 @@ std::unique_ptr<UringBackend> try_uring(std::vector<FdEndpoint> eps, std::size_t
 }
 
 IoRequest make_read(unsigned endpoint, std::span<std::byte> buffer, std::uint64_t offset) {
-  IoRequest r;
-  r.op = IoOp::read;
-  r.endpoint = endpoint;
-  r.buffer = buffer;
-  r.offset = offset;
-  return r;
+  return IoRequest::make_read(endpoint, buffer, offset, nullptr);
 }
 
 IoRequest make_write(unsigned endpoint, std::span<std::byte> buffer, std::uint64_t offset) {
-  IoRequest r = make_read(endpoint, buffer, offset);
-  r.op = IoOp::write;
-  return r;
+  return IoRequest::make_write(endpoint, buffer, offset, nullptr);
 }
 
 // Submits `reqs`, reaps (at most `batch` at a time) until nothing is in flight,
 // and returns how often each request came back.
 std::vector<int> run(IoBackend& b, const std::vector<IoRequest*>& reqs, std::size_t batch = 16) {
-  for (std::size_t i = 0; i < reqs.size(); ++i) reqs[i]->tag = static_cast<unsigned>(i);
+  std::unordered_map<const IoRequest*, std::size_t> index;
+  for (std::size_t i = 0; i < reqs.size(); ++i) index[reqs[i]] = i;
   b.submit(reqs);
   std::vector<int> times(reqs.size());
   std::vector<IoRequest*> out(batch);
   for (;;) {
     const std::size_t n = b.reap(out, 1);
     if (n == 0) break;
-    for (std::size_t i = 0; i < n; ++i) ++times.at(out[i]->tag);
+    for (std::size_t i = 0; i < n; ++i) ++times.at(index.at(out[i]));
   }
   return times;
 }
