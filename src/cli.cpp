@@ -20,12 +20,14 @@ namespace {
 class Formatter : public CLI::Formatter {
  public:
   std::string make_usage(const CLI::App*, std::string) const override {
-    return "Usage: kcopy [OPTIONS] SOURCE DEST [DEST...]\n";
+    return "Usage: kcopy [OPTIONS] SOURCE DEST [DEST...]\n"
+           "       kcopy [OPTIONS] --zero DEST [DEST...]\n";
   }
   std::string make_positionals(const CLI::App*) const override {
     return "\nRegions:\n"
            "  SOURCE                      PATH[:SECTOR[:COUNT]]: sector defaults to 0, count to the end\n"
-           "  DEST                        PATH[:SECTOR[:COUNT]]: sector defaults to 0, count to the source's\n";
+           "  DEST                        PATH[:SECTOR[:COUNT]]: sector defaults to 0, count to the source's\n"
+           "                              (with --zero: the first DEST's count defaults to the end of it)\n";
   }
 };
 
@@ -53,6 +55,7 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
   Options opt;
   std::string io_size = std::to_string(default_io_size / 1024) + "K";
   int verbose = 0;
+  std::string max_rate;
   std::string io_engine = "auto";
   int quiet = 0;
   bool progress = false;
@@ -88,7 +91,8 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
   app.add_option("--io-engine", io_engine,
                  "the I/O backend for local devices: io_uring, libaio or sync (default: the fastest\n"
                  "that works here: io_uring, else libaio; pread/pwrite for a copy of one sub-job)")
-      ->type_name("ENGINE");
+      ->type_name("ENGINE")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // the last one given counts
   app.add_flag("--buffered", opt.buffered, "do not use O_DIRECT (go through the page cache)");
   app.add_flag("--no-flush", opt.no_flush, "skip the final fdatasync of each destination");
   app.add_flag("-f,--force", opt.force, "write to a block device even when it is in use (no O_EXCL)");
@@ -100,16 +104,43 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
   app.add_flag("-n,--dry-run", opt.dry_run,
                "open and check everything as the copy would, print the plan, and write\n"
                "and create nothing (devices are opened read-only)");
+  app.add_flag("--zero", opt.zero,
+               "no SOURCE: make every region (all DESTs) read as zeroes, with the device's\n"
+               "write-zeroes offload where it has one (dm_kcopyd_zero)");
+  app.add_flag("--write-seq", opt.write_seq,
+               "issue each destination's writes in ascending order (DM_KCOPYD_WRITE_SEQ, zoned\n"
+               "devices); as in dm-kcopyd it turns --ignore-errors off");
+  app.add_flag("--verify", opt.verify,
+               "read every destination back and compare it with what was read from the source;\n"
+               "a difference or a failed read-back sets that destination's bit");
+  app.add_flag("--sparse", opt.sparse,
+               "turn runs of zeroes in the source (whole 4 KiB pieces) into hole punches or\n"
+               "write-zeroes on the destinations instead of data writes");
+  app.add_option("--throttle", opt.throttle,
+                 "keep the devices busy at most PERCENT of the time, over about a second\n"
+                 "(dm_kcopyd_throttle; 1-100, default 100 = no throttle)")
+      ->type_name("PERCENT")
+      ->check(CLI::Range(1u, 100u));
+  app.add_option("--max-rate", max_rate, "read at most RATE bytes per second from the source, e.g. 50M")
+      ->type_name("RATE");
   app.add_flag("-v,--verbose", verbose, "say more (repeat for more)");
   app.add_flag("-q,--quiet", quiet, "print errors only");
   app.set_version_flag("--version", std::string("kcopy ") + version);
 
   try {
     app.parse(argc, argv);
-    if (opt.regions.size() < 2) throw Error("need a SOURCE and at least one DEST (see --help)");
-    if (opt.regions.size() > 1 + max_destinations)
+    const std::size_t sources = opt.zero ? 0 : 1;
+    if (opt.regions.size() < sources + 1)
+      throw Error(opt.zero ? "--zero needs at least one DEST (see --help)"
+                           : "need a SOURCE and at least one DEST (see --help)");
+    if (opt.regions.size() > sources + max_destinations)
       throw Error("at most " + std::to_string(max_destinations) + " destinations (one exit-status bit each), got " +
-                  std::to_string(opt.regions.size() - 1));
+                  std::to_string(opt.regions.size() - sources));
+    if (opt.zero && opt.sparse) throw Error("--sparse reads a source; --zero has none");
+    if (!max_rate.empty()) {
+      opt.max_rate = parse_bytes(max_rate, "--max-rate");
+      if (opt.max_rate == 0) throw Error("--max-rate '" + max_rate + "' is zero: give a rate of at least 1 byte/s");
+    }
     opt.io_size = parse_bytes(io_size, "--io-size");
     opt.io_engine = parse_io_engine(io_engine);
     if (opt.io_size == 0 || opt.io_size % sector_size != 0)

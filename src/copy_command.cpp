@@ -29,7 +29,12 @@
 namespace kcopy {
 namespace {
 
-std::string role_of(std::size_t i) { return i == 0 ? "source" : "destination " + std::to_string(i); }
+// Region i's role: the source, then destination 1, 2...; with --zero every
+// region is a destination.
+std::string role_of(std::size_t i, const Options& options) {
+  if (options.zero) return "destination " + std::to_string(i + 1);
+  return i == 0 ? "source" : "destination " + std::to_string(i);
+}
 
 // The byte just past a region, on its device.
 std::uint64_t end_byte(const IoRegion& r) { return sectors_to_bytes(r.sector + r.count); }
@@ -70,16 +75,19 @@ OpenedDevices open_devices(const std::vector<RegionArg>& args, const Options& op
   }
   for (std::size_t k = 0; k < first_region.size(); ++k) {
     const std::size_t i = first_region[k];
-    const bool has_dest = std::find(out.device_of.begin() + 1, out.device_of.end(), k) != out.device_of.end();
-    const OpenOptions open{.read = out.device_of[0] == k,
+    const auto first_dest = out.device_of.begin() + (options.zero ? 0 : 1);
+    const bool has_dest = std::find(first_dest, out.device_of.end(), k) != out.device_of.end();
+    // Read: the source, and destinations that --verify reads back.
+    const OpenOptions open{.read = (!options.zero && out.device_of[0] == k) || (options.verify && has_dest),
                            .write = has_dest,
                            .buffered = options.buffered,
                            .exclusive = !options.force,
                            .dry_run = options.dry_run};
-    const Device& dev = out.devices.emplace_back(Device::open(args[i].path, role_of(i), open));
+    const Device& dev = out.devices.emplace_back(Device::open(args[i].path, role_of(i, options), open));
     if (dev.created()) undo.created.push_back(dev.path());
     if (dev.direct_refused())
-      spdlog::info("{} {}: O_DIRECT is not supported there; using buffered I/O", role_of(i), quote(dev.path()));
+      spdlog::info("{} {}: O_DIRECT is not supported there; using buffered I/O", role_of(i, options),
+                   quote(dev.path()));
   }
   return out;
 }
@@ -121,7 +129,7 @@ std::uint64_t pages_for_copy(const Options& options, std::uint64_t copy_bytes) {
 // How the copy is done: the engine, its sub-jobs and pool, and the memmove
 // order where a destination overlaps the source (the engine's own rules).
 EngineRecord describe_engine(const ChosenBackend& chosen, const ClientConfig& config, const CopyPlan& plan,
-                             const std::vector<Device>& devices, const std::vector<FdEndpoint>& fds) {
+                             const std::vector<Device>& devices, const std::vector<FdEndpoint>& fds, bool zero) {
   std::uint32_t alignment = devices[plan.from.endpoint].alignment();
   for (const IoRegion& d : plan.dests) alignment = std::max(alignment, devices[d.endpoint].alignment());
   const auto span_of = [&](const IoRegion& r) {
@@ -130,7 +138,7 @@ EngineRecord describe_engine(const ChosenBackend& chosen, const ClientConfig& co
   };
   std::vector<MediumSpan> dests;
   for (const IoRegion& d : plan.dests) dests.push_back(span_of(d));
-  const OverlapOrder order = overlap_order(span_of(plan.from), dests);
+  const OverlapOrder order = zero ? OverlapOrder{} : overlap_order(span_of(plan.from), dests);
   const SubJobPlan sub_jobs(sectors_to_bytes(plan.from.sector), sectors_to_bytes(plan.from.count), config.io_size,
                             alignment);
   return {
@@ -166,12 +174,12 @@ void prepare_copy(const Options& options, PreparedCopy& p, RunRecord& record) {
   };
   for (std::size_t i = 0; i < options.regions.size(); ++i) {
     RegionRecord& r = record.regions.emplace_back();
-    r.role = role_of(i);
+    r.role = role_of(i, options);
     r.argument = options.regions[i];
   }
   std::vector<RegionArg> args;
   for (std::size_t i = 0; i < options.regions.size(); ++i) {
-    const RegionArg& arg = args.emplace_back(parse_region(options.regions[i], role_of(i), exists));
+    const RegionArg& arg = args.emplace_back(parse_region(options.regions[i], role_of(i, options), exists));
     record.regions[i].path = arg.path;
     record.regions[i].sector = arg.sector;
     record.regions[i].count = arg.count;
@@ -180,34 +188,41 @@ void prepare_copy(const Options& options, PreparedCopy& p, RunRecord& record) {
   p.opened = open_devices(args, options, p.undo);
   const std::vector<Device>& devices = p.opened.devices;
   const std::vector<std::size_t>& device_of = p.opened.device_of;
+  const std::size_t first_dest = options.zero ? 0 : 1;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const Device& dev = devices[device_of[i]];
-    p.endpoints.push_back({role_of(i), args[i].path, dev.size_bytes(), !dev.is_block(), dev.medium()});
-    const bool written = std::find(device_of.begin() + 1, device_of.end(), device_of[i]) != device_of.end();
+    p.endpoints.push_back({role_of(i, options), args[i].path, dev.size_bytes(), !dev.is_block(), dev.medium()});
+    const bool written = std::find(device_of.begin() + first_dest, device_of.end(), device_of[i]) != device_of.end();
     record_device(record.regions[i], dev, written, options);
   }
-  CopyPlan& plan = p.plan = plan_copy(args, p.endpoints);
-  plan.from.endpoint = static_cast<unsigned>(device_of[0]);
+  CopyPlan& plan = p.plan = options.zero ? plan_zero(args, p.endpoints) : plan_copy(args, p.endpoints);
+  // The reports name destination d by endpoints[d + 1]: a zero run has no source there.
+  if (options.zero) p.endpoints.insert(p.endpoints.begin(), EndpointInfo{"source", "", 0, false, {}});
   for (auto& d : plan.dests) d.endpoint = static_cast<unsigned>(device_of[d.endpoint]);
-  record.regions[0].sector = plan.from.sector;
-  record.regions[0].count = plan.from.count;
+  plan.from.endpoint = options.zero ? plan.dests[0].endpoint : static_cast<unsigned>(device_of[0]);
+  if (!options.zero) {
+    record.regions[0].sector = plan.from.sector;
+    record.regions[0].count = plan.from.count;
+  }
   for (std::size_t d = 0; d < plan.dests.size(); ++d) {
     const IoRegion& r = plan.dests[d];
     const Device& dev = devices[r.endpoint];
     dev.check_can_grow_to(end_byte(r));
-    RegionRecord& rec = record.regions[d + 1];
+    RegionRecord& rec = record.regions[d + first_dest];
     rec.sector = r.sector;
     rec.count = r.count;
     if (!dev.is_block() && end_byte(r) > dev.size_bytes()) rec.grows_to = end_byte(r);
   }
 
   const std::uint64_t copy_bytes = sectors_to_bytes(plan.from.count);
-  p.config = {pages_for_copy(options, copy_bytes), options.io_size, /*io_thread=*/false};
+  // --verify reads back into a second buffer per sub-job.
+  p.config = {(options.verify ? 2 : 1) * pages_for_copy(options, copy_bytes), options.io_size, /*io_thread=*/false,
+              options.throttle, options.max_rate};
   const std::size_t max_requests = KcopydClient::max_requests(p.config, static_cast<unsigned>(plan.dests.size()));
   const std::vector<FdEndpoint> fds = fd_endpoints(devices);
   p.chosen = make_backend(options.io_engine, fds, max_requests, copy_bytes, options.io_size);
   spdlog::debug("I/O engine: {} ({})", io_engine_name(p.chosen.engine), p.chosen.reason);
-  record.engine = describe_engine(p.chosen, p.config, plan, devices, fds);
+  record.engine = describe_engine(p.chosen, p.config, plan, devices, fds, options.zero);
 }
 
 // Runs the prepared copy on this thread (no I/O thread to start: start-up
@@ -219,14 +234,24 @@ int run_copy(const Options& options, PreparedCopy& p, StopSignals& signals, Stde
   const auto start = std::chrono::steady_clock::now();
   {
     KcopydClient client(std::move(p.chosen.backend), p.config);
+    const unsigned flags = (options.no_flush ? copy_no_flush : 0u) | (options.ignore_errors ? copy_ignore_errors : 0u) |
+                           (options.write_seq ? copy_write_seq : 0u) | (options.verify ? copy_verify : 0u) |
+                           (options.sparse ? copy_sparse : 0u);
+    // Queued before anything is grown: the engine's own refusals change nothing.
+    const auto done = [&](const JobResult& r) { result = r; };
+    if (options.zero)
+      client.zero(plan.dests, flags, done);
+    else
+      client.copy(plan.from, plan.dests, flags, done);
+    if (options.write_seq && options.ignore_errors)
+      spdlog::info(
+          "--write-seq: --ignore-errors does not apply (as in dm-kcopyd): a write error drops that destination");
     for (const IoRegion& d : plan.dests) {
       Device& dev = p.opened.devices[d.endpoint];
       if (!dev.is_block()) p.undo.grown.emplace_back(dev.path(), dev.size_bytes());
       dev.grow_to(end_byte(d));
     }
     p.undo.committed = true;  // from here on, data is written
-    const unsigned flags = (options.no_flush ? copy_no_flush : 0u) | (options.ignore_errors ? copy_ignore_errors : 0u);
-    client.copy(plan.from, plan.dests, flags, [&](const JobResult& r) { result = r; });
     signals.attach(client, plan.from.count);
     std::optional<ProgressReporter> progress;
     if (options.progress) {
@@ -246,7 +271,7 @@ int run_copy(const Options& options, PreparedCopy& p, StopSignals& signals, Stde
   record.stop_signal = signals.received();
   record.seconds = seconds;
 
-  report_result(result, plan, p.endpoints, options.ignore_errors);
+  report_result(result, plan, p.endpoints, options.ignore_errors && !options.write_seq);
   report_summary(result, plan.dests.size(), seconds);
   return exit_status(result, signals.received());
 }
@@ -256,6 +281,7 @@ int run_copy(const Options& options, PreparedCopy& p, StopSignals& signals, Stde
 int run_copy_command(const Options& options, StderrSink& sink, RunRecord& record) {
   StopSignals signals(options.verbosity < 0);
   record.dry_run = options.dry_run;
+  record.zeroing = options.zero;
   PreparedCopy prepared;
   prepare_copy(options, prepared, record);
   if (options.dry_run) {

@@ -22,6 +22,23 @@ MediumSpan medium_span(std::span<const EndpointInfo> endpoints, std::size_t i, c
   return {medium, endpoints[i].medium.offset + sectors_to_bytes(r.sector), sectors_to_bytes(r.count)};
 }
 
+// Destination `i` with its defaults filled in, checked: COUNT equal to the
+// copy's (`whose` names where that count comes from), within 64 bits, and inside
+// a block device.
+IoRegion dest_region(const EndpointInfo& ep, const RegionArg& arg, std::size_t i, std::uint64_t count,
+                     const char* whose) {
+  const IoRegion d{static_cast<unsigned>(i), arg.sector.value_or(0), arg.count.value_or(count)};
+  if (d.count != count)
+    throw Error(describe(ep, d) + ": COUNT " + std::to_string(d.count) + " differs from " + whose + " " +
+                std::to_string(count));
+  if (d.sector > UINT64_MAX / sector_size - d.count)
+    throw Error(describe(ep, d) + ": ends past the largest possible byte offset");
+  const std::uint64_t ep_sectors = bytes_to_sectors(ep.size_bytes);
+  if (!ep.growable && (d.sector > ep_sectors || d.count > ep_sectors - d.sector))
+    throw Error(describe(ep, d) + " ends past the end of the device (" + std::to_string(ep_sectors) + " sectors)");
+  return d;
+}
+
 }  // namespace
 
 CopyPlan plan_copy(std::span<const RegionArg> args, std::span<const EndpointInfo> endpoints) {
@@ -39,19 +56,8 @@ CopyPlan plan_copy(std::span<const RegionArg> args, std::span<const EndpointInfo
     throw Error(describe(src, plan.from) + " ends past the end of the device (" + std::to_string(src_sectors) +
                 " sectors)");
 
-  for (std::size_t i = 1; i < args.size(); ++i) {
-    const EndpointInfo& ep = endpoints[i];
-    IoRegion d{static_cast<unsigned>(i), args[i].sector.value_or(0), args[i].count.value_or(plan.from.count)};
-    if (d.count != plan.from.count)
-      throw Error(describe(ep, d) + ": COUNT " + std::to_string(d.count) + " differs from the source's " +
-                  std::to_string(plan.from.count));
-    if (d.sector > UINT64_MAX / sector_size - d.count)
-      throw Error(describe(ep, d) + ": ends past the largest possible byte offset");
-    const std::uint64_t ep_sectors = bytes_to_sectors(ep.size_bytes);
-    if (!ep.growable && (d.sector > ep_sectors || d.count > ep_sectors - d.sector))
-      throw Error(describe(ep, d) + " ends past the end of the device (" + std::to_string(ep_sectors) + " sectors)");
-    plan.dests.push_back(d);
-  }
+  for (std::size_t i = 1; i < args.size(); ++i)
+    plan.dests.push_back(dest_region(endpoints[i], args[i], i, plan.from.count, "the source's"));
 
   // A destination overlapping the source is copied like memmove: in descending
   // order when it lies above the source, ascending when below.
@@ -64,6 +70,28 @@ CopyPlan plan_copy(std::span<const RegionArg> args, std::span<const EndpointInfo
   if (const auto& o = order.opposite)
     throw Error(endpoints[o->first + 1].role + " and " + endpoints[o->second + 1].role +
                 " overlap the source from opposite sides: no copy order keeps the source intact; copy in two runs");
+  return plan;
+}
+
+CopyPlan plan_zero(std::span<const RegionArg> args, std::span<const EndpointInfo> endpoints) {
+  assert(!args.empty() && args.size() <= max_destinations && endpoints.size() == args.size());
+  const EndpointInfo& first = endpoints[0];
+  const std::uint64_t first_sectors = bytes_to_sectors(first.size_bytes);
+  const std::uint64_t first_sector = args[0].sector.value_or(0);
+  if (!args[0].count && first_sector >= first_sectors)
+    throw Error(first.role + " " + quote(first.path) + ": nothing to zero: it has " + std::to_string(first_sectors) +
+                " sectors and the range starts at sector " + std::to_string(first_sector) +
+                (first.growable ? " (give a COUNT for a new or short file)" : ""));
+  CopyPlan plan;
+  const std::uint64_t count = args[0].count.value_or(first_sectors - first_sector);
+  for (std::size_t i = 0; i < args.size(); ++i)
+    plan.dests.push_back(dest_region(endpoints[i], args[i], i, count, "the first destination's"));
+  std::vector<MediumSpan> dests;
+  for (std::size_t d = 0; d < plan.dests.size(); ++d) dests.push_back(medium_span(endpoints, d, plan.dests[d]));
+  if (const auto& o = overlap_order({}, dests).dests_overlap)
+    throw Error(describe(endpoints[o->second], plan.dests[o->second]) + " overlaps " +
+                describe(endpoints[o->first], plan.dests[o->first]));
+  plan.from = {plan.dests[0].endpoint, 0, count};
   return plan;
 }
 

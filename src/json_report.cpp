@@ -28,8 +28,8 @@ json error_list(const ErrorRanges& errors) {
   for (const ErrorRange& e : errors.ranges())
     list.push_back({{"sector", e.sector},
                     {"count", e.count},
-                    {"error", errno_name(e.error)},
-                    {"message", std::strerror(e.error)}});
+                    {"error", e.error == verify_mismatch ? "MISMATCH" : errno_name(e.error)},
+                    {"message", e.error == verify_mismatch ? "read back different data" : std::strerror(e.error)}});
   return list;
 }
 
@@ -88,6 +88,7 @@ const char* destination_status(const RunRecord& run, std::size_t d) {
   const JobResult& r = *run.result;
   if (!r.write_errors[d].empty()) return "write_error";
   if (r.flush_error[d]) return "flush_error";
+  if (!r.verify_errors[d].empty()) return "verify_error";
   if (r.write_err & (1ul << d)) return "write_error";
   if (r.sectors_written[d] < r.sectors_total) return "not_written";
   return "ok";
@@ -102,19 +103,20 @@ std::string json_report(const RunRecord& run) {
   std::uint64_t most_written = 0;
   for (std::size_t i = 0; i < run.regions.size(); ++i) {
     json j = region(run.regions[i]);
-    if (i == 0) {
+    if (i == 0 && !run.zeroing) {
       j["errors"] = result ? error_list(result->read_errors) : json::array();
       j["errors_not_listed"] = result ? not_listed(result->read_errors) : json(nullptr);
       source = std::move(j);
       continue;
     }
-    const std::size_t d = i - 1;
+    const std::size_t d = run.zeroing ? i : i - 1;
     const std::uint64_t written = result ? result->sectors_written[d] : 0;
     most_written = std::max(most_written, written);
     j["status"] = destination_status(run, d);
     j["sectors_written"] = written;
     j["errors"] = result ? error_list(result->write_errors[d]) : json::array();
     j["errors_not_listed"] = result ? not_listed(result->write_errors[d]) : json(nullptr);
+    j["verify_errors"] = result ? error_list(result->verify_errors[d]) : json::array();
     j["flush_error"] = result && result->flush_error[d] ? json(errno_name(result->flush_error[d])) : json(nullptr);
     destinations.push_back(std::move(j));
   }

@@ -62,9 +62,7 @@ struct KcopydClient::Job {
   // The job is finished when no sub-job will start any more and none is active.
   bool finished(bool stop_requested) const { return (all_started() || ended_early(stop_requested)) && active == 0; }
   // The sub-job at `position` in the order the job runs them.
-  Extent at(std::uint64_t position) const {
-    return plan.at(order.descending ? plan.count() - 1 - position : position);
-  }
+  Extent at(std::uint64_t position) const { return plan.at(order.descending ? plan.count() - 1 - position : position); }
 };
 
 // One transfer of a sub-job: its read, or its write to one destination. Its
@@ -151,10 +149,10 @@ struct KcopydClient::Transfer {
 //                             or writes stranded by a stop (drop_stranded_writes)
 struct KcopydClient::SubJob {
   enum class Stage : std::uint8_t {
-    free,     // in the pool
-    reading,  // its read, or a scan of it, is in flight
-    held,     // read; its writes wait until the source they overwrite is read (memmove),
-              // or, with write_seq, until every earlier sub-job's writes have started
+    free,       // in the pool
+    reading,    // its read, or a scan of it, is in flight
+    held,       // read; its writes wait until the source they overwrite is read (memmove),
+                // or, with write_seq, until every earlier sub-job's writes have started
     writing,    // writes, or scans of them, in flight to every live destination
     verifying,  // copy_verify: destinations read back one at a time into `check`
   };
@@ -164,7 +162,7 @@ struct KcopydClient::SubJob {
   Extent extent;
   std::uint64_t position = 0;  // in the job's order
   unsigned writes_pending = 0;
-  unsigned written = 0;       // bit d: written to destination d without a failed block
+  unsigned written = 0;        // bit d: written to destination d without a failed block
   std::span<std::byte> check;  // copy_verify: the read-back buffer
   bool pooled = true;          // buffer is the pool's (a zero job's is the shared zeroes)
   // What each destination gets, in order: runs of data, or (copy_sparse, zero

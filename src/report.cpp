@@ -20,7 +20,7 @@ void report_ranges(const EndpointInfo& ep, const char* what, const ErrorRanges& 
   const std::string name = ep.role + " " + quote(ep.path);
   for (const ErrorRange& e : errors.ranges())
     spdlog::error("{}: {} error at sectors {}-{} ({} sectors): {}{}", name, what, e.sector, e.sector + e.count - 1,
-                  e.count, std::strerror(e.error), tail);
+                  e.count, e.error == verify_mismatch ? "read back different data" : std::strerror(e.error), tail);
   if (errors.overflow_sectors())
     spdlog::error("{}: {} errors from sector {} on are not listed: {} more failed sectors", name, what,
                   errors.overflow_from(), errors.overflow_sectors());
@@ -34,6 +34,7 @@ void report_result(const JobResult& result, const CopyPlan& plan, std::span<cons
   for (std::size_t d = 0; d < plan.dests.size(); ++d) {
     const EndpointInfo& ep = endpoints[d + 1];
     report_ranges(ep, "write", result.write_errors[d], ignore_errors ? "" : "; nothing more was written to it");
+    report_ranges(ep, "verify", result.verify_errors[d], "");
     if (const int err = result.flush_error[d])
       spdlog::error("{} {}: flush (fdatasync) failed: {}", ep.role, quote(ep.path), std::strerror(err));
   }

@@ -44,4 +44,11 @@ struct CopyPlan {
 /// is wrong, and touches nothing. The overlap rules are overlap_order's.
 CopyPlan plan_copy(std::span<const RegionArg> args, std::span<const EndpointInfo> endpoints);
 
+/// The plan of a --zero run (dm_kcopyd_zero): `args[i]` are the destinations,
+/// with `endpoints[i]`. The first destination's COUNT defaults to the end of
+/// it, the others' to the first's; every COUNT must be equal; block devices
+/// must hold their range; no two destinations may overlap. The plan's `from`
+/// carries only the count (sector 0). Pure: throws kcopy::Error as plan_copy.
+CopyPlan plan_zero(std::span<const RegionArg> args, std::span<const EndpointInfo> endpoints);
+
 }  // namespace kcopy

@@ -57,14 +57,14 @@ inline constexpr int verify_mismatch = 0;
 /// What a finished job hands to its notify function (dm_kcopyd_notify_fn's
 /// read_err and write_err, with the details a user needs).
 struct JobResult {
-  bool read_err = false;                                          ///< the source had a read error
-  unsigned long write_err = 0;  ///< bit i: destination i had a write, flush or verify error
-  bool stopped = false;                                           ///< stop() cut the job short
-  ErrorRanges read_errors;                                        ///< failed source ranges, sorted and merged
-  std::array<ErrorRanges, max_destinations> write_errors;         ///< failed ranges, each
-  std::array<ErrorRanges, max_destinations> verify_errors;        ///< ranges read back wrong (verify_mismatch)
-                                                                  ///< or not at all (errno), each
-  std::array<int, max_destinations> flush_error{};                ///< positive errno, or 0
+  bool read_err = false;                                    ///< the source had a read error
+  unsigned long write_err = 0;                              ///< bit i: destination i had a write, flush or verify error
+  bool stopped = false;                                     ///< stop() cut the job short
+  ErrorRanges read_errors;                                  ///< failed source ranges, sorted and merged
+  std::array<ErrorRanges, max_destinations> write_errors;   ///< failed ranges, each
+  std::array<ErrorRanges, max_destinations> verify_errors;  ///< ranges read back wrong (verify_mismatch)
+                                                            ///< or not at all (errno), each
+  std::array<int, max_destinations> flush_error{};          ///< positive errno, or 0
   std::array<std::uint64_t, max_destinations> sectors_written{};  ///< completed, each
   std::uint64_t sectors_total = 0;                                ///< the job's size
 };

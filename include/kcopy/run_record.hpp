@@ -44,9 +44,11 @@ struct EngineRecord {
   unsigned overlapping = 0;      ///< bit d: destination d+1 overlaps the source (its writes wait for the reads)
 };
 
-/// One run: the regions (0 the source, i destination i), then what happened.
+/// One run: the regions (0 the source, i destination i; with --zero every one a
+/// destination), then what happened.
 struct RunRecord {
   bool dry_run = false;
+  bool zeroing = false;  ///< --zero: no source; regions[i] is destination i + 1
   std::vector<RegionRecord> regions;
   std::optional<EngineRecord> engine;  ///< once chosen
   std::optional<JobResult> result;     ///< once the copy ran

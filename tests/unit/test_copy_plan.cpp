@@ -107,3 +107,16 @@ TEST_CASE("a loop device and its backing file overlap where their bytes do") {
   REQUIRE_THROWS_WITH(plan_copy(std::vector{arg(0, 100), arg(2100), arg(1990)}, both),
                       Catch::Contains("opposite sides"));
 }
+
+TEST_CASE("a zero plan: the first destination's count defaults to its end, the others follow it") {
+  const std::vector<EndpointInfo> eps{block("destination 1", 8 * MiB, 1), file("destination 2", 0, 2)};
+  const CopyPlan plan = plan_zero(std::vector{arg(16000), arg(8)}, eps);
+  REQUIRE(plan.from.count == 384);
+  REQUIRE(plan.dests[1].count == 384);
+  REQUIRE(plan.dests[1].sector == 8);
+  REQUIRE_THROWS_WITH(plan_zero(std::vector{arg(0, 100), arg(0, 99)}, eps), Catch::Contains("differs"));
+  REQUIRE_THROWS_WITH(plan_zero(std::vector{arg(0), arg(0)}, std::vector{file("destination 1", 0, 3), eps[0]}),
+                      Catch::Contains("give a COUNT"));
+  const std::vector<EndpointInfo> same{block("destination 1", 8 * MiB, 1), block("destination 2", 8 * MiB, 1)};
+  REQUIRE_THROWS_WITH(plan_zero(std::vector{arg(0, 100), arg(50)}, same), Catch::Contains("overlaps"));
+}

@@ -383,8 +383,7 @@ TEST_CASE("without copy_write_seq writes are issued out of order when completion
 TEST_CASE("copy_write_seq clears copy_ignore_errors, as in dm-kcopyd: a write error drops the destination") {
   FaultBackend b(disks(3));
   b.faults.push_back({2, IoOp::write, sectors_to_bytes(1000), sectors_to_bytes(1001), EIO});
-  const JobResult r =
-      run_copy(b, {0, 0, 4096}, {{1, 0, 4096}, {2, 0, 4096}}, copy_write_seq | copy_ignore_errors);
+  const JobResult r = run_copy(b, {0, 0, 4096}, {{1, 0, 4096}, {2, 0, 4096}}, copy_write_seq | copy_ignore_errors);
   REQUIRE(r.write_err == 0b10);
   REQUIRE(r.sectors_written[0] == 4096);
   REQUIRE(r.sectors_written[1] < 4096);
@@ -522,8 +521,7 @@ TEST_CASE("max_rate paces the reads: 4 MiB at 16 MiB/s take about a quarter of a
   const auto start = std::chrono::steady_clock::now();
   std::promise<JobResult> done;
   {
-    KcopydClient client(std::make_unique<Borrowed>(b),
-                        {.pages = 16, .io_size = 64 * 1024, .max_rate = 16 << 20});
+    KcopydClient client(std::make_unique<Borrowed>(b), {.pages = 16, .io_size = 64 * 1024, .max_rate = 16 << 20});
     client.copy({0, 0, 8192}, std::vector<IoRegion>{{1, 0, 8192}}, 0, [&](const JobResult& r) { done.set_value(r); });
   }
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

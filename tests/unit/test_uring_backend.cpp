@@ -27,8 +27,11 @@
 #include "kcopy/error.hpp"
 #include "kcopy/page_pool.hpp"
 #include "kcopy/uring_backend.hpp"
+#include "reap_all.hpp"
 
 using namespace kcopy;
+using kcopy::test::each_once;
+using kcopy::test::reap_all;
 
 namespace {
 
@@ -87,26 +90,6 @@ IoRequest make_write(unsigned endpoint, std::span<std::byte> buffer, std::uint64
   return IoRequest::make_write(endpoint, buffer, offset, nullptr);
 }
 
-// Submits `reqs`, reaps (at most `batch` at a time) until nothing is in flight,
-// and returns how often each request came back.
-std::vector<int> run(IoBackend& b, const std::vector<IoRequest*>& reqs, std::size_t batch = 16) {
-  std::unordered_map<const IoRequest*, std::size_t> index;
-  for (std::size_t i = 0; i < reqs.size(); ++i) index[reqs[i]] = i;
-  b.submit(reqs);
-  std::vector<int> times(reqs.size());
-  std::vector<IoRequest*> out(batch);
-  for (;;) {
-    const std::size_t n = b.reap(out, 1);
-    if (n == 0) break;
-    for (std::size_t i = 0; i < n; ++i) ++times.at(index.at(out[i]));
-  }
-  return times;
-}
-
-bool each_once(const std::vector<int>& times) {
-  return std::all_of(times.begin(), times.end(), [](int t) { return t == 1; });
-}
-
 }  // namespace
 
 TEST_CASE("io_uring copies a file byte for byte, through registered page-pool memory or not") {
@@ -132,14 +115,14 @@ TEST_CASE("io_uring copies a file byte for byte, through registered page-pool me
     }
     std::vector<IoRequest*> rp;
     for (auto& r : reads) rp.push_back(&r);
-    REQUIRE(each_once(run(*b, rp)));
+    REQUIRE(each_once(reap_all(*b, rp)));
     for (auto& r : reads) {
       REQUIRE(r.result == static_cast<long>(r.buffer.size()));
       writes.push_back(make_write(1, r.buffer, r.offset));
     }
     std::vector<IoRequest*> wp;
     for (auto& w : writes) wp.push_back(&w);
-    REQUIRE(each_once(run(*b, wp)));
+    REQUIRE(each_once(reap_all(*b, wp)));
     for (auto& w : writes) REQUIRE(w.result == static_cast<long>(w.buffer.size()));
   }
   REQUIRE(b->flush(1) == 0);
@@ -148,7 +131,7 @@ TEST_CASE("io_uring copies a file byte for byte, through registered page-pool me
   // A buffer outside the registered memory still works (a plain READ).
   alignas(4096) static std::byte outside[4096];
   IoRequest rd = make_read(0, outside, 8192);
-  REQUIRE(each_once(run(*b, {&rd})));
+  REQUIRE(each_once(reap_all(*b, {&rd})));
   REQUIRE(rd.result == 4096);
   REQUIRE(std::to_integer<int>(outside[0]) == 8192 % 251);
   for (auto& buf : bufs) pool.put(buf);
@@ -173,7 +156,7 @@ TEST_CASE("io_uring returns a refused request exactly once, with -errno") {
   IoRequest misaligned = make_read(1, std::span(buf[1]).first(512), 1);  // O_DIRECT at byte 1
   IoRequest bad_fd = make_read(2, buf[2], 0);
   IoRequest good = make_read(0, buf[2], 4096);
-  REQUIRE(each_once(run(*b, {&wr, &misaligned, &bad_fd, &good})));
+  REQUIRE(each_once(reap_all(*b, {&wr, &misaligned, &bad_fd, &good})));
   REQUIRE(wr.result == -EBADF);
   REQUIRE(misaligned.result == -EINVAL);
   REQUIRE(bad_fd.result == -EBADF);
@@ -188,7 +171,7 @@ TEST_CASE("io_uring returns a read past the end of a file short, not as an error
   alignas(4096) static std::byte buf[2][8192];
   IoRequest straddling = make_read(0, buf[0], 4096);
   IoRequest beyond = make_read(0, buf[1], 20000);
-  REQUIRE(each_once(run(*b, {&straddling, &beyond})));
+  REQUIRE(each_once(reap_all(*b, {&straddling, &beyond})));
   REQUIRE(straddling.result == 10000 - 4096);
   REQUIRE(beyond.result == 0);
 }
@@ -204,7 +187,7 @@ TEST_CASE("io_uring completes more requests than its SQ ring holds, each exactly
   for (std::size_t i = 0; i < count; ++i) reqs.push_back(make_read(0, std::span(buf).subspan(i * 512, 512), i * 512));
   std::vector<IoRequest*> ptrs;
   for (auto& r : reqs) ptrs.push_back(&r);
-  REQUIRE(each_once(run(*b, ptrs, 100)));
+  REQUIRE(each_once(reap_all(*b, ptrs, 100)));
   for (auto& r : reqs) REQUIRE(r.result == 512);
   REQUIRE(std::memcmp(buf.data(), src.contents().data(), buf.size()) == 0);
 }
@@ -221,7 +204,7 @@ TEST_CASE("io_uring keeps requests beyond its completion ring waiting, and compl
   for (std::size_t i = 0; i < count; ++i) reqs.push_back(make_read(0, std::span(buf).subspan(i * 8, 8), i * 8));
   std::vector<IoRequest*> ptrs;
   for (auto& r : reqs) ptrs.push_back(&r);
-  REQUIRE(each_once(run(*b, ptrs, 1000)));
+  REQUIRE(each_once(reap_all(*b, ptrs, 1000)));
   for (auto& r : reqs) REQUIRE(r.result == 8);
   REQUIRE(std::memcmp(buf.data(), src.contents().data(), buf.size()) == 0);
 }
@@ -235,7 +218,7 @@ TEST_CASE("io_uring reap returns 0 when nothing is in flight") {
   REQUIRE(b->reap(out, 1) == 0);
   alignas(4096) static std::byte buf[4096];
   IoRequest rd = make_read(0, buf, 0);
-  REQUIRE(each_once(run(*b, {&rd})));
+  REQUIRE(each_once(reap_all(*b, {&rd})));
   REQUIRE(b->reap(out, 0) == 0);
   REQUIRE(b->reap(out, 1) == 0);
 }

@@ -26,8 +26,11 @@
 #include "kcopy/sync_backend.hpp"
 #include "kcopy/uring_backend.hpp"
 #include "kcopy/zero_offload.hpp"
+#include "reap_all.hpp"
 
 using namespace kcopy;
+using kcopy::test::each_once;
+using kcopy::test::reap_all;
 
 namespace {
 
@@ -114,26 +117,6 @@ std::unique_ptr<IoBackend> make_backend(Kind k, std::vector<FdEndpoint> eps, std
   return nullptr;
 }
 
-// Submits `reqs`, reaps (at most `batch` at a time) until the backend says
-// nothing is in flight, and returns how often each request came back.
-std::vector<int> run(IoBackend& b, const std::vector<IoRequest*>& reqs, std::size_t batch = 8) {
-  std::unordered_map<const IoRequest*, std::size_t> index;
-  for (std::size_t i = 0; i < reqs.size(); ++i) index[reqs[i]] = i;
-  b.submit(reqs);
-  std::vector<int> times(reqs.size());
-  std::vector<IoRequest*> out(batch);
-  for (;;) {
-    const std::size_t n = b.reap(out, 1);
-    if (n == 0) break;
-    for (std::size_t i = 0; i < n; ++i) ++times.at(index.at(out[i]));
-  }
-  return times;
-}
-
-bool each_once(const std::vector<int>& times) {
-  return std::all_of(times.begin(), times.end(), [](int t) { return t == 1; });
-}
-
 bool all_zero(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return c == 0; });
 }
@@ -153,7 +136,7 @@ TEST_CASE("a zero request makes its range read as zeroes and leaves the bytes ar
   auto b = make_backend(kind, {endpoint(f.direct_fd, f.fd, 4096)});
   if (!b) return;
   IoRequest z = IoRequest::make_zero(0, std::span(zeroes).first(1 * MiB), 1 * MiB + 64 * KiB, nullptr);
-  REQUIRE(each_once(run(*b, {&z})));
+  REQUIRE(each_once(reap_all(*b, {&z})));
   REQUIRE(z.result == static_cast<long>(1 * MiB));
   const std::string now = f.contents();
   const std::size_t begin = 1 * MiB + 64 * KiB, end = begin + 1 * MiB;
@@ -175,7 +158,7 @@ TEST_CASE("a punch request makes a hole in a file that reads as zeroes") {
   if (!b) return;
   const blkcnt_t before = f.blocks();
   IoRequest p = IoRequest::make_punch(0, std::span(zeroes).first(2 * MiB), 1 * MiB, nullptr);
-  REQUIRE(each_once(run(*b, {&p})));
+  REQUIRE(each_once(reap_all(*b, {&p})));
   REQUIRE(p.result == static_cast<long>(2 * MiB));
   const blkcnt_t after = f.blocks();
   CAPTURE(before, after);
@@ -200,7 +183,7 @@ TEST_CASE("zeroing not aligned to the direct-I/O alignment is written through th
                                  : IoRequest::make_punch(0, std::span(zeroes).first(1536), 512, nullptr);
   IoRequest c = op == IoOp::zero ? IoRequest::make_zero(0, std::span(zeroes).first(8192), 6144, nullptr)
                                  : IoRequest::make_punch(0, std::span(zeroes).first(8192), 6144, nullptr);
-  REQUIRE(each_once(run(*b, {&a, &c})));
+  REQUIRE(each_once(reap_all(*b, {&a, &c})));
   REQUIRE(a.result == 1536);
   REQUIRE(c.result == 8192);
   const std::string now = f.contents();
@@ -239,7 +222,7 @@ TEST_CASE("zeroing on a file that cannot do it in place is written, and the answ
     if (b) {
       IoRequest z1 = IoRequest::make_zero(0, std::span(zeroes).first(4096), 8192, nullptr);
       IoRequest z2 = IoRequest::make_zero(0, std::span(zeroes).first(4096), 20480, nullptr);
-      REQUIRE(each_once(run(*b, {&z1, &z2})));
+      REQUIRE(each_once(reap_all(*b, {&z1, &z2})));
       REQUIRE(z1.result == 4096);
       REQUIRE(z2.result == 4096);
       std::string now(data.size(), '\0');
@@ -275,7 +258,7 @@ TEST_CASE("a zeroing the kernel refuses comes back once, with -errno") {
   if (b) {
     IoRequest z = IoRequest::make_zero(0, std::span(zeroes).first(4096), 0, nullptr);
     IoRequest p = IoRequest::make_punch(0, std::span(zeroes).first(4096), 8192, nullptr);
-    REQUIRE(each_once(run(*b, {&z, &p})));
+    REQUIRE(each_once(reap_all(*b, {&z, &p})));
     REQUIRE(z.result == -EBADF);
     REQUIRE(p.result == -EBADF);
     REQUIRE(f.contents() == f.data);
@@ -300,7 +283,7 @@ TEST_CASE("reads, writes and zeroings mixed in one submit each come back exactly
   reqs.push_back(IoRequest::make_zero(1, std::span(zeroes).first(1024), 512, nullptr));  // written: unaligned
   std::vector<IoRequest*> ptrs;
   for (auto& r : reqs) ptrs.push_back(&r);
-  REQUIRE(each_once(run(*b, ptrs, batch)));
+  REQUIRE(each_once(reap_all(*b, ptrs, batch)));
   for (const auto& r : reqs) REQUIRE(r.result == static_cast<long>(r.buffer.size()));
   const std::string now = dst.contents();
   REQUIRE(all_zero(std::string_view(now).substr(64 * KiB, 128 * KiB)));
@@ -315,7 +298,7 @@ TEST_CASE("the fault-injecting backend zeroes in memory, counts what it zeroed, 
   IoRequest z = IoRequest::make_zero(0, std::span(zeroes).first(8 * KiB), 8 * KiB, nullptr);
   IoRequest p = IoRequest::make_punch(0, std::span(zeroes).first(4 * KiB), 20 * KiB, nullptr);
   IoRequest bad = IoRequest::make_punch(0, std::span(zeroes).first(4 * KiB), 40 * KiB, nullptr);
-  REQUIRE(each_once(run(b, {&z, &p, &bad})));
+  REQUIRE(each_once(reap_all(b, {&z, &p, &bad})));
   REQUIRE(z.result == static_cast<long>(8 * KiB));
   REQUIRE(p.result == static_cast<long>(4 * KiB));
   REQUIRE(bad.result == -EIO);
