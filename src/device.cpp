@@ -248,4 +248,10 @@ int FdEndpoint::drop_cache(std::uint64_t offset, std::uint64_t length) const {
   return -::posix_fadvise(buffered_fd, off, len, POSIX_FADV_DONTNEED);
 }
 
+std::uint64_t FdEndpoint::next_data(std::uint64_t offset) const {
+  const off_t at = ::lseek(buffered_fd, static_cast<off_t>(offset), SEEK_DATA);
+  if (at >= 0) return static_cast<std::uint64_t>(at);
+  return errno == ENXIO ? UINT64_MAX : offset;  // ENXIO: a hole up to the end
+}
+
 }  // namespace kcopy

@@ -298,10 +298,12 @@ void KcopydClient::queue(std::unique_ptr<Job> job) {
   job->live = (1u << job->num_dests) - 1;
   JobResult& result = job->result;
   result.sectors_total = job->from.count;
-  result.read_errors = ErrorRanges(job->zeroing ? 0 : listed_ranges);
+  // Disjoint ranges need a good sector between them: a small job needs little room.
+  const auto room = static_cast<std::size_t>(std::min<std::uint64_t>(listed_ranges, job->from.count / 2 + 1));
+  result.read_errors = ErrorRanges(job->zeroing ? 0 : room);
   for (unsigned d = 0; d < job->num_dests; ++d) {
-    result.write_errors[d] = ErrorRanges(listed_ranges);
-    if (job->verify()) result.verify_errors[d] = ErrorRanges(listed_ranges);
+    result.write_errors[d] = ErrorRanges(room);
+    if (job->verify()) result.verify_errors[d] = ErrorRanges(room);
   }
   {
     std::lock_guard lock(mutex_);
@@ -351,7 +353,8 @@ void KcopydClient::run_job(Job& job) {
 // Sleeps while the pacer holds the next sub-job back, at most 100 ms at a time
 // (a signal ends the sleep early), so that a stop is seen soon.
 void KcopydClient::pace_idle() {
-  assert(pacer_);
+  assert(pacer_);  // without one, an unfinished job always has a request in flight
+  if (!pacer_) return;
   const auto wait = pacer_->sleep_for(Pacer::Clock::now());
   const auto ns = std::max<std::int64_t>(wait.count(), 1'000'000);
   timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
@@ -390,7 +393,14 @@ void KcopydClient::start_sub_jobs(Job& job) {
       continue;
     }
     sj.stage = SubJob::Stage::reading;
-    sj.read.start(Transfer::Kind::read, 0, sj, job.from.endpoint, sj.buffer, region_byte(job.from) + sj.extent.offset);
+    const std::uint64_t at = region_byte(job.from) + sj.extent.offset;
+    if (job.sparse() && backend_->next_data(job.from.endpoint, at) >= at + sj.extent.length) {
+      // A hole of the source file: nothing to read, every byte is zero.
+      std::memset(sj.buffer.data(), 0, sj.buffer.size());
+      read_done(sj);
+      continue;
+    }
+    sj.read.start(Transfer::Kind::read, 0, sj, job.from.endpoint, sj.buffer, at);
     batch_.push_back(&sj.read.io);
   }
   if (!batch_.empty()) submit(batch_);

@@ -71,6 +71,11 @@ struct FdEndpoint {
   /// an unaligned head or tail), so that the next read comes from the device:
   /// sync_file_range then posix_fadvise(POSIX_FADV_DONTNEED). 0 or -errno.
   int drop_cache(std::uint64_t offset, std::uint64_t length) const;
+
+  /// The byte offset of the first data at or after `offset` (lseek SEEK_DATA):
+  /// where a file's hole ends; `offset` itself where the file system does not
+  /// know holes (block devices: all data); UINT64_MAX when only a hole follows.
+  std::uint64_t next_data(std::uint64_t offset) const;
 };
 
 /// One opened block device or regular file. Move-only; owns its descriptors.

@@ -110,6 +110,11 @@ class IoBackend {
   /// default there is no cache to drop.
   virtual int drop_cache(unsigned /*endpoint*/, std::uint64_t /*offset*/, std::uint64_t /*length*/) { return 0; }
 
+  /// The byte offset of the first data at or after byte `offset` of
+  /// `endpoint` (SEEK_DATA): copy_sparse skips reading holes. Synchronous. By
+  /// default everything is data: `offset`.
+  virtual std::uint64_t next_data(unsigned /*endpoint*/, std::uint64_t offset) { return offset; }
+
   /// Where `endpoint`'s bytes lie (for overlap: memmove order). By default each
   /// endpoint is a medium of its own.
   virtual Placement placement(unsigned endpoint) const { return {endpoint, 0}; }

@@ -118,6 +118,15 @@ struct ClientConfig {
 /// then run in descending order when the destination is above the source, and a
 /// sub-job's writes wait until no source sector they cover is still unread, so
 /// the result is that of memmove.
+///
+/// A sub-job's stage is one field, free -> reading -> (held) -> writing ->
+/// (verifying) -> free, with its transitions in kcopyd.cpp in that order. With
+/// copy_write_seq a sub-job is also held until the one before it has started
+/// its writes; with copy_sparse its zero runs go out as punch requests; with
+/// copy_verify each destination is read back into a second buffer and compared.
+/// A zero job (zero()) has no read: its sub-jobs start at writing, from one
+/// shared zeroed buffer. ClientConfig's throttle and max rate hold new sub-jobs
+/// back (Pacer); the loop then sleeps at most 100 ms at a time.
 class KcopydClient {
  public:
   /// kcopyd_client_create: allocates the page pool (`pages` pages in buffers of

@@ -29,6 +29,9 @@ class SyncBackend final : public IoBackend {
   int drop_cache(unsigned endpoint, std::uint64_t offset, std::uint64_t length) override {
     return endpoints_[endpoint].drop_cache(offset, length);
   }
+  std::uint64_t next_data(unsigned endpoint, std::uint64_t offset) override {
+    return endpoints_[endpoint].next_data(offset);
+  }
 
  private:
   std::vector<FdEndpoint> endpoints_;

@@ -62,6 +62,9 @@ class UringBackend final : public IoBackend {
   int drop_cache(unsigned endpoint, std::uint64_t offset, std::uint64_t length) override {
     return endpoints_[endpoint].fds.drop_cache(offset, length);
   }
+  std::uint64_t next_data(unsigned endpoint, std::uint64_t offset) override {
+    return endpoints_[endpoint].fds.next_data(offset);
+  }
 
   /// Whether the descriptors are registered as fixed files, and the memory
   /// given to register_buffers() as fixed buffers (for diagnostics and tests).

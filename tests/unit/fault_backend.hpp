@@ -144,6 +144,11 @@ class Borrowed final : public IoBackend {
   std::size_t reap(std::span<IoRequest*> out, std::size_t min) override { return b_.reap(out, min); }
   int flush(unsigned e) override { return b_.flush(e); }
   std::uint32_t alignment(unsigned e) const override { return b_.alignment(e); }
+  Placement placement(unsigned e) const override { return b_.placement(e); }
+  std::uint64_t next_data(unsigned e, std::uint64_t offset) override { return b_.next_data(e, offset); }
+  int drop_cache(unsigned e, std::uint64_t offset, std::uint64_t length) override {
+    return b_.drop_cache(e, offset, length);
+  }
 
  private:
   IoBackend& b_;

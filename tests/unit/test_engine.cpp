@@ -546,3 +546,42 @@ TEST_CASE("a stop during a paced copy ends it within one sleep") {
   REQUIRE(r.stopped);
   REQUIRE(s < 0.6);  // 4 MiB at 1 MiB/s would take 4 s
 }
+
+namespace {
+
+// Lends a FaultBackend whose source (endpoint 0) is a hole from byte `hole` on.
+class HoleAfter final : public IoBackend {
+ public:
+  HoleAfter(IoBackend& b, std::uint64_t hole) : b_(b), hole_(hole) {}
+  void submit(std::span<IoRequest* const> r) override { b_.submit(r); }
+  std::size_t reap(std::span<IoRequest*> out, std::size_t min) override { return b_.reap(out, min); }
+  int flush(unsigned e) override { return b_.flush(e); }
+  std::uint32_t alignment(unsigned e) const override { return b_.alignment(e); }
+  std::uint64_t next_data(unsigned e, std::uint64_t offset) override {
+    return e == 0 && offset >= hole_ ? UINT64_MAX : offset;
+  }
+
+ private:
+  IoBackend& b_;
+  std::uint64_t hole_;
+};
+
+}  // namespace
+
+TEST_CASE("copy_sparse does not read the holes of a sparse source, and punches them") {
+  std::vector<std::vector<std::byte>> d = disks(2);
+  std::fill(d[0].begin() + sectors_to_bytes(1024), d[0].end(), std::byte{0});  // the hole reads as zeroes
+  FaultBackend b(d);
+  const auto originals = b.disks_;
+  HoleAfter holes(b, sectors_to_bytes(1024));
+  std::promise<JobResult> done;
+  {
+    KcopydClient client(std::make_unique<Borrowed>(holes), {.pages = 16, .io_size = 16 * 1024});
+    client.copy({0, 0, 4096}, std::vector<IoRegion>{{1, 0, 4096}}, copy_sparse,
+                [&](const JobResult& r) { done.set_value(r); });
+  }
+  REQUIRE(done.get_future().get().write_err == 0);
+  REQUIRE(b.reads_submitted == 1024 / 32);  // only the 16 KiB sub-jobs before the hole
+  require_exact_copy(b, originals[0], {0, 0, 4096}, {1, 0, 4096}, originals[1]);
+  REQUIRE(b.zeroed_bytes(1) == sectors_to_bytes(4096 - 1024));
+}
