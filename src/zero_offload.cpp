@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <fstream>
+#include <optional>
 #include <string>
 
 namespace kcopy {
@@ -98,31 +99,11 @@ bool ZeroOffload::can(unsigned endpoint, IoOp op) const {
   return false;
 }
 
-bool ZeroOffload::try_in_place(IoRequest& req) {
-  if ((req.op != IoOp::zero && req.op != IoOp::punch) || req.buffer.empty()) return false;
-  Endpoint& ep = endpoints_[req.endpoint];
-  if (req.offset % ep.alignment != 0 || req.buffer.size() % ep.alignment != 0) return false;
-
-  // Punch first when asked to; where the endpoint cannot punch, zeroing in
-  // place still beats writing.
-  if (req.op == IoOp::punch && ep.can_punch) {
-    const int rc = fallocate_range(ep.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, req);
-    switch (classify(rc)) {
-      case Answer::done:
-        req.result = static_cast<long>(req.buffer.size());
-        return true;
-      case Answer::failed:
-        req.result = rc;
-        return true;
-      case Answer::write:
-        return false;
-      case Answer::cannot:
-        ep.can_punch = false;
-        break;
-    }
-  }
-  if (!ep.can_zero) return false;
-  const int rc = fallocate_range(ep.fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, req);
+// One fallocate of `mode` for `req`: true when the request is complete (done,
+// or failed with a real error), false when it must be written instead, nothing
+// when this endpoint can never do `mode` (then `can` is cleared).
+std::optional<bool> ZeroOffload::attempt(int fd, int mode, IoRequest& req, bool& can) {
+  const int rc = fallocate_range(fd, mode, req);
   switch (classify(rc)) {
     case Answer::done:
       req.result = static_cast<long>(req.buffer.size());
@@ -133,10 +114,23 @@ bool ZeroOffload::try_in_place(IoRequest& req) {
     case Answer::write:
       return false;
     case Answer::cannot:
-      ep.can_zero = false;
-      return false;
+      can = false;
+      break;
   }
-  return false;
+  return std::nullopt;
+}
+
+bool ZeroOffload::try_in_place(IoRequest& req) {
+  if ((req.op != IoOp::zero && req.op != IoOp::punch) || req.buffer.empty()) return false;
+  Endpoint& ep = endpoints_[req.endpoint];
+  if (req.offset % ep.alignment != 0 || req.buffer.size() % ep.alignment != 0) return false;
+
+  // Punch first when asked to; where the endpoint cannot punch, zeroing in
+  // place still beats writing.
+  if (req.op == IoOp::punch && ep.can_punch)
+    if (const auto done = attempt(ep.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, req, ep.can_punch)) return *done;
+  if (!ep.can_zero) return false;
+  return attempt(ep.fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, req, ep.can_zero).value_or(false);
 }
 
 }  // namespace kcopy

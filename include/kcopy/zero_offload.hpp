@@ -7,6 +7,7 @@
 // REQ_OP_WRITE_ZEROES jobs are the zero requests; punch has no counterpart there.
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -76,6 +77,7 @@ class ZeroOffload {
 
   // One fallocate of `mode` over the request's range: 0 or -errno (EINTR retried).
   static int fallocate_range(int fd, int mode, const IoRequest& req);
+  static std::optional<bool> attempt(int fd, int mode, IoRequest& req, bool& can);
 
   std::vector<Endpoint> endpoints_;
 };

@@ -11,29 +11,12 @@
 
 #include "kcopy/aio_backend.hpp"
 #include "kcopy/sync_backend.hpp"
+#include "temp_file.hpp"
 
 using namespace kcopy;
+using kcopy::test::TempFile;
 
 namespace {
-
-// A temporary file of `bytes` bytes, each byte = its offset % 251; removed at the end.
-struct TempFile {
-  std::string path;
-  int fd = -1;
-  explicit TempFile(std::size_t bytes) {
-    char name[] = "/var/tmp/kcopy-unit-XXXXXX";
-    fd = ::mkstemp(name);
-    REQUIRE(fd >= 0);
-    path = name;
-    std::string data(bytes, '\0');
-    for (std::size_t i = 0; i < bytes; ++i) data[i] = static_cast<char>(i % 251);
-    REQUIRE(::pwrite(fd, data.data(), bytes, 0) == static_cast<ssize_t>(bytes));
-  }
-  ~TempFile() {
-    ::close(fd);
-    ::unlink(path.c_str());
-  }
-};
 
 std::unique_ptr<IoBackend> make_backend(bool aio, std::vector<FdEndpoint> eps) {
   if (aio) return std::make_unique<AioBackend>(std::move(eps), 8);
