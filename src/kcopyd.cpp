@@ -275,9 +275,8 @@ void KcopydClient::zero(std::span<const IoRegion> dests, unsigned flags, NotifyF
   if ((flags & copy_verify) && pool_.capacity() < 1) throw Error("verifying needs a page-pool buffer");
   if (!zeroes_) {
     zeroes_ = std::make_unique<PagePool>((io_size_ + page_size - 1) / page_size, io_size_);
-    const std::span<std::byte> z = zeroes_->get();
-    std::memset(z.data(), 0, z.size());
-    zeroes_->put(z);
+    zero_buffer_ = zeroes_->get();  // kept for good: every zero sub-job only reads it
+    std::memset(zero_buffer_.data(), 0, zero_buffer_.size());
   }
   if (flags & copy_write_seq) flags &= ~copy_ignore_errors;  // as in dm-kcopyd
   auto job = std::make_unique<Job>(Job{
@@ -382,11 +381,9 @@ void KcopydClient::start_sub_jobs(Job& job) {
     sj.position = job.next++;
     sj.extent = job.at(sj.position);
     sj.pooled = !job.zeroing;
-    sj.buffer = (job.zeroing ? zeroes_->get() : pool_.get()).first(sj.extent.length);
-    if (job.zeroing) zeroes_->put(sj.buffer);  // shared by every zero sub-job: only read
+    sj.buffer = (job.zeroing ? zero_buffer_ : pool_.get()).first(sj.extent.length);
     sj.check = job.verify() ? pool_.get().first(sj.extent.length) : std::span<std::byte>();
     ++job.active;
-    if (pacer_) pacer_->started_reads(sj.extent.length, Pacer::Clock::now());
     if (job.zeroing) {
       sj.segments.assign(1, {0, sj.extent.length, Transfer::Kind::zero});
       start_writes(sj);
@@ -400,6 +397,7 @@ void KcopydClient::start_sub_jobs(Job& job) {
       read_done(sj);
       continue;
     }
+    if (pacer_) pacer_->started_reads(sj.extent.length, Pacer::Clock::now());
     sj.read.start(Transfer::Kind::read, 0, sj, job.from.endpoint, sj.buffer, at);
     batch_.push_back(&sj.read.io);
   }

@@ -220,7 +220,8 @@ class KcopydClient {
   std::vector<IoRequest*> completions_;  // reap() output
   std::size_t in_flight_ = 0;            // requests submitted and not yet reaped
   std::unique_ptr<Pacer> pacer_;         // --throttle / --max-rate, when on
-  std::unique_ptr<PagePool> zeroes_;     // one zeroed buffer for zero jobs, made by the first
+  std::unique_ptr<PagePool> zeroes_;     // owns the zeroed buffer of zero jobs, made by the first
+  std::span<std::byte> zero_buffer_;     // that buffer (aligned, io_size bytes of zeroes)
 
   std::mutex mutex_;
   std::condition_variable queued_;

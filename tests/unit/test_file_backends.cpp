@@ -9,9 +9,9 @@
 #include <memory>
 #include <string>
 
+#include "backend_harness.hpp"
 #include "kcopy/aio_backend.hpp"
 #include "kcopy/sync_backend.hpp"
-#include "temp_file.hpp"
 
 using namespace kcopy;
 using kcopy::test::TempFile;

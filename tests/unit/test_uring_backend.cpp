@@ -24,26 +24,18 @@
 #include <unordered_map>
 #include <vector>
 
+#include "backend_harness.hpp"
 #include "kcopy/error.hpp"
 #include "kcopy/page_pool.hpp"
 #include "kcopy/uring_backend.hpp"
-#include "reap_all.hpp"
-#include "temp_file.hpp"
 
 using namespace kcopy;
 using kcopy::test::each_once;
+using kcopy::test::endpoint;
 using kcopy::test::reap_all;
 using kcopy::test::TempFile;
 
 namespace {
-
-FdEndpoint endpoint(int direct_fd, int buffered_fd, std::uint32_t alignment) {
-  FdEndpoint ep;
-  ep.direct_fd = direct_fd;
-  ep.buffered_fd = buffered_fd;
-  ep.alignment = alignment;
-  return ep;
-}
 
 // The backend, or nothing (and a warning) where io_uring cannot be set up here.
 std::unique_ptr<UringBackend> try_uring(std::vector<FdEndpoint> eps, std::size_t max_requests) {

@@ -20,16 +20,17 @@
 #include <unordered_map>
 #include <vector>
 
+#include "backend_harness.hpp"
 #include "fault_backend.hpp"
 #include "kcopy/aio_backend.hpp"
 #include "kcopy/error.hpp"
 #include "kcopy/sync_backend.hpp"
 #include "kcopy/uring_backend.hpp"
 #include "kcopy/zero_offload.hpp"
-#include "reap_all.hpp"
 
 using namespace kcopy;
 using kcopy::test::each_once;
+using kcopy::test::endpoint;
 using kcopy::test::reap_all;
 
 namespace {
@@ -76,14 +77,6 @@ struct RandomFile {
     return st.st_blocks;
   }
 };
-
-FdEndpoint endpoint(int direct_fd, int buffered_fd, std::uint32_t alignment) {
-  FdEndpoint ep;
-  ep.direct_fd = direct_fd;
-  ep.buffered_fd = buffered_fd;
-  ep.alignment = alignment;
-  return ep;
-}
 
 enum class Kind { sync, aio, uring };
 
