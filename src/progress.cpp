@@ -60,12 +60,12 @@ ProgressReporter::ProgressReporter(StderrSink& sink, ProgressStyle style, const 
       destinations_(destinations),
       signals_(signals),
       start_(Clock::now()) {
-  wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+  wake_fd_ = FileDesc(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!wake_fd_) throw std::system_error(errno, std::generic_category(), "eventfd");
   rate_.add(0, 0);
   if (style_ == ProgressStyle::redraw) {
     width_ = terminal_width();
-    winch_wake_fd = wake_fd_;
+    winch_wake_fd = wake_fd_.get();
     resized = false;
     struct sigaction sa {};
     sa.sa_handler = on_winch;
@@ -73,7 +73,7 @@ ProgressReporter::ProgressReporter(StderrSink& sink, ProgressStyle style, const 
     sa.sa_flags = SA_RESTART;
     sigaction(SIGWINCH, &sa, &old_winch_);
   }
-  signals_.route_lines(&lines_, wake_fd_);
+  signals_.route_lines(&lines_, wake_fd_.get());
 
   // The thread starts with the signals blocked, so that they reach the main thread.
   sigset_t block, old;
@@ -86,7 +86,6 @@ ProgressReporter::ProgressReporter(StderrSink& sink, ProgressStyle style, const 
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
     signals_.route_lines(nullptr, -1);
     if (style_ == ProgressStyle::redraw) sigaction(SIGWINCH, &old_winch_, nullptr);
-    ::close(wake_fd_);
     throw;
   }
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
@@ -97,7 +96,6 @@ ProgressReporter::~ProgressReporter() {
     stop_thread();
     sink_.end_line(/*keep=*/false);
   }
-  ::close(wake_fd_);
 }
 
 void ProgressReporter::finish(const JobResult& result) {
@@ -116,7 +114,7 @@ void ProgressReporter::finish(const JobResult& result) {
 void ProgressReporter::stop_thread() {
   finished_ = true;
   stopping_ = true;
-  wake(wake_fd_);
+  wake(wake_fd_.get());
   thread_.join();
   signals_.route_lines(nullptr, -1);
   print_signal_lines();
@@ -135,10 +133,10 @@ void ProgressReporter::run() {
     const int timeout_ms = wait <= Clock::duration::zero()
                                ? 0
                                : static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(wait).count());
-    pollfd p{wake_fd_, POLLIN, 0};
+    pollfd p{wake_fd_.get(), POLLIN, 0};
     if (::poll(&p, 1, timeout_ms) > 0) {
       std::uint64_t count = 0;
-      [[maybe_unused]] auto n = ::read(wake_fd_, &count, sizeof count);
+      [[maybe_unused]] auto n = ::read(wake_fd_.get(), &count, sizeof count);
     }
     print_signal_lines();
     if (stopping_.load()) return;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <thread>
 
+#include "kcopy/file_desc.hpp"
 #include "kcopy/progress_line.hpp"
 #include "kcopy/stop_signals.hpp"
 
@@ -68,7 +69,7 @@ class ProgressReporter {
   const unsigned destinations_;
   StopSignals& signals_;
   const std::chrono::steady_clock::time_point start_;
-  int wake_fd_ = -1;  // eventfd: stop, a signal line, a resize
+  FileDesc wake_fd_;  // eventfd: stop, a signal line, a resize
   std::atomic<bool> stopping_{false};
   std::size_t width_ = 80;  // the terminal's columns (redraw)
   RateWindow rate_;
