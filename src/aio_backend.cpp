@@ -1,5 +1,6 @@
 #include "kcopy/aio_backend.hpp"
 
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@ AioBackend::AioBackend(std::vector<FdEndpoint> endpoints, std::size_t max_reques
       zero_(endpoints_),
       ctx_(static_cast<unsigned>(max_requests)),
       iocbs_(max_requests) {
+  endpoints_.reserve(max_endpoints);  // add_endpoint never moves one
   free_iocbs_.reserve(max_requests);
   for (auto& cb : iocbs_) free_iocbs_.push_back(&cb);
   pending_.reserve(max_requests);
@@ -33,6 +35,7 @@ void AioBackend::submit(std::span<IoRequest* const> requests) {
       io_prep_pread(cb, fd, req->buffer.data(), req->buffer.size(), static_cast<long long>(req->offset));
     else
       io_prep_pwrite(cb, fd, req->buffer.data(), req->buffer.size(), static_cast<long long>(req->offset));
+    if (eventfd_) io_set_eventfd(cb, eventfd_.get());
     cb->data = req;
     pending_.push_back(cb);
   }
@@ -65,6 +68,12 @@ void AioBackend::submit_pending() {
 
 std::size_t AioBackend::reap(std::span<IoRequest*> out, std::size_t min_completions) {
   std::size_t n = 0;
+  // Read the eventfd empty before io_getevents: a completion after that
+  // signals it again, so a caller polling it misses none.
+  if (eventfd_) {
+    eventfd_t count = 0;
+    (void)::eventfd_read(eventfd_.get(), &count);  // EAGAIN: nothing signalled
+  }
   while (!completed_.empty() && n < out.size()) {
     out[n++] = completed_.back();
     completed_.pop_back();
@@ -85,6 +94,23 @@ std::size_t AioBackend::reap(std::span<IoRequest*> out, std::size_t min_completi
     submit_pending();  // room was made: retry what EAGAIN held back
   }
   return n;
+}
+
+int AioBackend::poll_fds(std::span<pollfd> out) {
+  if (!eventfd_) {
+    eventfd_ = FileDesc(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    if (!eventfd_) return -errno;
+  }
+  if (out.empty()) return -ENOSPC;
+  out[0] = {eventfd_.get(), POLLIN, 0};
+  return 1;
+}
+
+int AioBackend::add_endpoint(const FdEndpoint& endpoint) {
+  if (endpoints_.size() >= max_endpoints) return -ENFILE;
+  zero_.add(endpoint);
+  endpoints_.push_back(endpoint);
+  return static_cast<int>(endpoints_.size() - 1);
 }
 
 int AioBackend::flush(unsigned endpoint) { return ::fdatasync(endpoints_[endpoint].direct_fd) == 0 ? 0 : -errno; }

@@ -14,8 +14,9 @@ AioContext::AioContext(unsigned max_events) {
   if (rc == -EAGAIN)
     throw Error("cannot set up an AIO context for " + std::to_string(max_events) +
                 " requests: the system limit is reached (see /proc/sys/fs/aio-max-nr "
-                "and /proc/sys/fs/aio-nr), or use fewer --pages");
-  if (rc < 0) throw Error(std::string("cannot set up an AIO context: ") + std::strerror(-rc));
+                "and /proc/sys/fs/aio-nr), or use fewer --pages",
+                EAGAIN);
+  if (rc < 0) throw Error(std::string("cannot set up an AIO context: ") + std::strerror(-rc), -rc);
 }
 
 AioContext::AioContext(AioContext&& other) noexcept : ctx_(std::exchange(other.ctx_, nullptr)) {}

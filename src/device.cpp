@@ -22,8 +22,9 @@
 namespace kcopy {
 namespace {
 
-[[noreturn]] void fail(const std::string& role, const std::string& path, const std::string& what) {
-  throw Error(role + " " + quote(path) + ": " + what);
+// `err`: the errno the failure stands for (what the library's callers get).
+[[noreturn]] void fail(int err, const std::string& role, const std::string& path, const std::string& what) {
+  throw Error(role + " " + quote(path) + ": " + what, err);
 }
 
 std::string open_error(int err, bool write, bool is_block) {
@@ -114,12 +115,12 @@ DeviceIdentity identity_to_create(const std::string& path, const std::string& ro
   const std::size_t slash = path.rfind('/');
   const std::string parent = slash == std::string::npos ? "." : path.substr(0, slash + 1);
   if (::faccessat(AT_FDCWD, parent.c_str(), W_OK | X_OK, AT_EACCESS) != 0)
-    fail(role, path, open_error(errno, true, false));
+    fail(errno, role, path, open_error(errno, true, false));
   struct stat st {};
   char* dir = ::realpath(parent.c_str(), nullptr);
   if (!dir || ::stat(dir, &st) != 0) {
     std::free(dir);
-    fail(role, path, open_error(errno, true, false));
+    fail(errno, role, path, open_error(errno, true, false));
   }
   const std::string resolved = std::string(dir) + "/" + path.substr(slash == std::string::npos ? 0 : slash + 1);
   std::free(dir);
@@ -143,10 +144,10 @@ Device Device::open(const std::string& path, const std::string& role, const Open
 
   struct stat st {};
   const bool exists = ::stat(path.c_str(), &st) == 0;
-  if (!exists && (errno != ENOENT || !options.write)) fail(role, path, std::strerror(errno));
-  if (!exists && under_dev(path)) fail(role, path, "no such device (kcopy creates image files, but not under /dev)");
-  if (exists && S_ISDIR(st.st_mode)) fail(role, path, "is a directory, not a block device or file");
-  if (exists && !S_ISBLK(st.st_mode) && !S_ISREG(st.st_mode)) fail(role, path, "is not a block device or regular file");
+  if (!exists && (errno != ENOENT || !options.write)) fail(errno, role, path, std::strerror(errno));
+  if (!exists && under_dev(path)) fail(ENOENT, role, path, "no such device (kcopy creates image files, but not under /dev)");
+  if (exists && S_ISDIR(st.st_mode)) fail(EISDIR, role, path, "is a directory, not a block device or file");
+  if (exists && !S_ISBLK(st.st_mode) && !S_ISREG(st.st_mode)) fail(ENOTBLK, role, path, "is not a block device or regular file");
   const bool is_block = exists && S_ISBLK(st.st_mode);
 
   if (options.dry_run && options.write) {
@@ -158,7 +159,7 @@ Device Device::open(const std::string& path, const std::string& role, const Open
       return dev;
     }
     // What an open for writing would refuse: permission, a read-only file system.
-    if (::faccessat(AT_FDCWD, path.c_str(), W_OK, AT_EACCESS) != 0) fail(role, path, open_error(errno, true, is_block));
+    if (::faccessat(AT_FDCWD, path.c_str(), W_OK, AT_EACCESS) != 0) fail(errno, role, path, open_error(errno, true, is_block));
   }
   const bool writable = options.write && !options.dry_run;
   int flags = O_CLOEXEC | (!writable ? O_RDONLY : options.read ? O_RDWR : O_WRONLY);
@@ -179,10 +180,10 @@ Device Device::open(const std::string& path, const std::string& role, const Open
   } else if (fd >= 0 && direct) {
     dev.direct_ = true;
   }
-  if (fd < 0) fail(role, path, open_error(errno, options.write, is_block));
+  if (fd < 0) fail(errno, role, path, open_error(errno, options.write, is_block));
   dev.direct_fd_ = FileDesc(fd);
 
-  if (::fstat(fd, &st) != 0) fail(role, path, std::string("cannot stat: ") + std::strerror(errno));
+  if (::fstat(fd, &st) != 0) fail(errno, role, path, std::string("cannot stat: ") + std::strerror(errno));
   dev.identity_ = identity_of(st);
   dev.medium_ = medium_of(dev.identity_);
 
@@ -190,13 +191,13 @@ Device Device::open(const std::string& path, const std::string& role, const Open
     // Opening a read-only block device for writing succeeds on recent kernels;
     // only the writes fail. Refuse it here, before anything is written.
     int ro = 0;
-    if (::ioctl(fd, BLKROGET, &ro) == 0 && ro) fail(role, path, open_error(EROFS, true, true));
+    if (::ioctl(fd, BLKROGET, &ro) == 0 && ro) fail(EROFS, role, path, open_error(EROFS, true, true));
   }
   if (dev.identity_.is_block) {
     std::uint64_t bytes = 0;
     int lbs = 512;
     if (::ioctl(fd, BLKGETSIZE64, &bytes) != 0 || ::ioctl(fd, BLKSSZGET, &lbs) != 0)
-      fail(role, path, std::string("cannot read the device size: ") + std::strerror(errno));
+      fail(errno, role, path, std::string("cannot read the device size: ") + std::strerror(errno));
     dev.logical_block_size_ = static_cast<std::uint32_t>(lbs);
     dev.size_bytes_ = bytes / dev.logical_block_size_ * dev.logical_block_size_;
   } else {
@@ -209,11 +210,11 @@ Device Device::open(const std::string& path, const std::string& role, const Open
     // logical block size (with 512-byte blocks every sector range is aligned, so
     // none is needed). No O_EXCL: the direct descriptor already holds the device.
     const int bfd = ::open(path.c_str(), (flags & ~(O_EXCL | O_CREAT)), 0666);
-    if (bfd < 0) fail(role, path, open_error(errno, options.write, is_block));
+    if (bfd < 0) fail(errno, role, path, open_error(errno, options.write, is_block));
     dev.buffered_fd_ = FileDesc(bfd);
     struct stat bst {};
     if (::fstat(bfd, &bst) != 0 || bst.st_dev != st.st_dev || bst.st_ino != st.st_ino)
-      fail(role, path, "changed while it was being opened");
+      fail(EAGAIN, role, path, "changed while it was being opened");
   }
   return dev;
 }
@@ -223,18 +224,18 @@ void Device::check_can_grow_to(std::uint64_t bytes) const {
   const std::string what = "cannot be grown to " + std::to_string(bytes) + " bytes: ";
   rlimit limit{};
   if (::getrlimit(RLIMIT_FSIZE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY && bytes > limit.rlim_cur)
-    fail(role_, path_,
+    fail(EFBIG, role_, path_,
          what + "larger than this process's file-size limit of " + std::to_string(limit.rlim_cur) +
              " bytes (ulimit -f)");
   if (direct_fd_ && ::lseek(direct_fd_.get(), static_cast<off_t>(bytes - 1), SEEK_SET) < 0)
-    fail(role_, path_,
+    fail(EFBIG, role_, path_,
          what + (errno == EINVAL ? std::string("larger than its file system allows") : std::strerror(errno)));
 }
 
 void Device::grow_to(std::uint64_t bytes) {
   if (identity_.is_block || size_bytes_ >= bytes) return;
   if (::ftruncate(direct_fd_.get(), static_cast<off_t>(bytes)) != 0)
-    fail(role_, path_, std::string("cannot be grown to ") + std::to_string(bytes) + " bytes: " + std::strerror(errno));
+    fail(errno, role_, path_, std::string("cannot be grown to ") + std::to_string(bytes) + " bytes: " + std::strerror(errno));
   size_bytes_ = bytes;
 }
 

@@ -179,17 +179,25 @@ struct KcopydClient::SubJob {
 
 // A sub-job has one request in flight while it reads (its read, or a piece of
 // its scan), then one per destination (a write, or a piece of that write's scan).
+std::size_t KcopydClient::sub_jobs_for(const ClientConfig& config) {
+  const std::size_t large = PagePool::capacity_for(config.pages, config.io_size);
+  const std::size_t small = PagePool::capacity_for(config.pages, small_sub_job_bytes);
+  return std::clamp<std::size_t>(std::max(large, small), 1, max_sub_jobs_in_flight);
+}
+
 std::size_t KcopydClient::max_requests(const ClientConfig& config, unsigned destinations) {
-  return PagePool::capacity_for(config.pages, config.io_size) * std::max(destinations, 1u);
+  return sub_jobs_for(config) * std::max(destinations, 1u);
 }
 
 KcopydClient::KcopydClient(std::unique_ptr<IoBackend> backend, const ClientConfig& config)
-    : backend_(std::move(backend)),
-      io_size_(config.io_size),
-      threaded_(config.io_thread),
-      pool_(config.pages, config.io_size) {
+    : backend_(std::move(backend)), io_size_(config.io_size), threaded_(config.io_thread), pool_(config.pages) {
+  if (io_size_ == 0 || io_size_ % sector_size != 0)
+    throw Error("the sub-job size (" + std::to_string(io_size_) + " bytes) is not a whole number of 512-byte sectors");
+  if (io_size_ > pool_.memory().size())
+    throw Error("the sub-job size (" + std::to_string(io_size_) + " bytes) does not fit in the page pool (" +
+                std::to_string(pool_.memory().size()) + " bytes)");
   backend_->register_buffers(pool_.memory());
-  sub_jobs_.resize(pool_.capacity());
+  sub_jobs_.resize(sub_jobs_for(config));
   for (auto& sj : sub_jobs_) sj.segments.reserve(io_size_ / sparse_granule + 2);
   if (config.throttle_percent < 100 || config.max_rate > 0)
     pacer_ = std::make_unique<Pacer>(config.throttle_percent, config.max_rate, Pacer::Clock::now());
@@ -233,8 +241,9 @@ void KcopydClient::copy(const IoRegion& from, std::span<const IoRegion> dests, u
     spans[d] = span_of(dests[d]);
   }
   const OverlapOrder order = overlap_order(source, std::span(spans).first(dests.size()));
-  if ((flags & copy_verify) && pool_.capacity() < 2)
-    throw Error("verifying needs two page-pool buffers per sub-job; the pool holds one");
+  if ((flags & copy_verify) &&
+      PagePool::capacity_for(pool_.pages(), std::min(io_size_, sectors_to_bytes(from.count))) < 2)
+    throw Error("verifying needs two buffers of a sub-job's size at once; the page pool holds one");
   if ((flags & copy_write_seq) && order.descending)
     throw Error("writes in ascending order cannot serve a destination that overlaps the source from above");
   if (flags & copy_write_seq) flags &= ~copy_ignore_errors;  // as in dm-kcopyd
@@ -272,11 +281,13 @@ void KcopydClient::zero(std::span<const IoRegion> dests, unsigned flags, NotifyF
   // No source: overlap_order only sees the destinations (an empty source overlaps none).
   if (overlap_order({}, std::span(spans).first(dests.size())).dests_overlap)
     throw Error("two destinations overlap each other");
-  if ((flags & copy_verify) && pool_.capacity() < 1) throw Error("verifying needs a page-pool buffer");
-  if (!zeroes_) {
-    zeroes_ = std::make_unique<PagePool>((io_size_ + page_size - 1) / page_size, io_size_);
-    zero_buffer_ = zeroes_->get();  // kept for good: every zero sub-job only reads it
-    std::memset(zero_buffer_.data(), 0, zero_buffer_.size());
+  {
+    std::lock_guard lock(mutex_);  // zero() may run on several threads
+    if (!zeroes_) {
+      zeroes_ = std::make_unique<PagePool>((io_size_ + page_size - 1) / page_size);
+      zero_buffer_ = zeroes_->get(io_size_);  // kept for good: every zero sub-job only reads it
+      std::memset(zero_buffer_.data(), 0, zero_buffer_.size());
+    }
   }
   if (flags & copy_write_seq) flags &= ~copy_ignore_errors;  // as in dm-kcopyd
   auto job = std::make_unique<Job>(Job{
@@ -304,36 +315,33 @@ void KcopydClient::queue(std::unique_ptr<Job> job) {
     result.write_errors[d] = ErrorRanges(room);
     if (job->verify()) result.verify_errors[d] = ErrorRanges(room);
   }
+  std::list<std::unique_ptr<Job>> node;  // allocated here: the I/O loop only moves it
+  node.push_back(std::move(job));
   {
     std::lock_guard lock(mutex_);
-    jobs_.push_back(std::move(job));
+    queued_jobs_.splice(queued_jobs_.end(), node);
   }
   queued_.notify_one();
 }
 
+// The I/O loop: the running jobs start sub-jobs while there are sub-jobs and
+// pages; then one completion or more turn reads into writes and free pages,
+// until every job is finished (Job::finished).
 void KcopydClient::run() {
-  for (;;) {
-    std::unique_ptr<Job> job;
-    {
-      std::unique_lock lock(mutex_);
-      // Without an I/O thread, run() is wait(): it returns once the queue is empty.
-      if (threaded_) queued_.wait(lock, [this] { return closing_ || !jobs_.empty(); });
-      if (jobs_.empty()) return;
-      job = std::move(jobs_.front());
-      jobs_.pop_front();
+  while (take_queued_jobs()) {
+    start_sub_jobs();
+    const bool stopping = stop_requested_.load(std::memory_order_relaxed);
+    for (auto it = active_.begin(); it != active_.end();) {
+      Job& job = **it;
+      drop_stranded_writes(job);
+      if (!job.finished(stopping)) {
+        ++it;
+        continue;
+      }
+      finish(job);
+      it = active_.erase(it);
     }
-    failed_destinations_.store(0, std::memory_order_relaxed);
-    run_job(*job);
-  }
-}
-
-// The I/O loop: keep the pool busy with reads, turn each completed read into
-// writes, until the job is finished (Job::finished).
-void KcopydClient::run_job(Job& job) {
-  for (;;) {
-    start_sub_jobs(job);
-    drop_stranded_writes(job);
-    if (job.finished(stop_requested_.load(std::memory_order_relaxed))) break;
+    if (active_.empty()) continue;
     // Nothing in flight and not finished: the pacer holds the next sub-job back
     // (held sub-jobs wait only for reads that were started before them).
     if (in_flight_ == 0) {
@@ -346,7 +354,39 @@ void KcopydClient::run_job(Job& job) {
     if (in_flight_ == 0 && pacer_) pacer_->io_idle(Pacer::Clock::now());
     for (std::size_t i = 0; i < n; ++i) on_complete(*completions_[i]);
   }
-  finish(job);
+}
+
+// Starts sub-jobs round-robin over the running jobs, one per job per round in
+// the order they were queued (dm-kcopyd splits a large job so that others get
+// pages between its pieces), until a job waits for a sub-job, pages or the
+// pacer (later jobs then wait too: nobody overtakes it) or none has more to
+// start. All their reads go out in one submit.
+void KcopydClient::start_sub_jobs() {
+  batch_.clear();
+  for (bool started = true; started;) {
+    started = false;
+    for (auto& job : active_) {
+      const Start s = start_sub_job(*job);
+      if (s == Start::starved) {
+        started = false;
+        break;
+      }
+      started |= s == Start::started;
+    }
+  }
+  if (!batch_.empty()) submit(batch_);
+}
+
+// Moves newly queued jobs to the running ones (their list nodes move: nothing
+// is allocated). With an I/O thread, waits while nothing runs; returns false
+// when nothing is left to run and the client closes (without an I/O thread:
+// when nothing is left, which ends wait()). A job queued while requests are in
+// flight is taken after the next completion.
+bool KcopydClient::take_queued_jobs() {
+  std::unique_lock lock(mutex_);
+  if (threaded_ && active_.empty()) queued_.wait(lock, [this] { return closing_ || !queued_jobs_.empty(); });
+  active_.splice(active_.end(), queued_jobs_);
+  return !active_.empty();
 }
 
 // Sleeps while the pacer holds the next sub-job back, at most 100 ms at a time
@@ -366,42 +406,46 @@ void KcopydClient::submit(std::span<IoRequest* const> requests) {
   backend_->submit(requests);
 }
 
-// Stage free -> reading: as many sub-jobs as there are free buffers (and the
-// pacer allows), all reads in one submit. A zero job has nothing to read: its
+// Stage free -> reading: one sub-job of `job`, if it has one to start and
+// there is a free sub-job, pages for it and the pacer's leave. Its read joins
+// batch_ (submitted by start_sub_jobs). A zero job has nothing to read: its
 // sub-jobs go straight to writing, from the shared zeroes.
-void KcopydClient::start_sub_jobs(Job& job) {
-  batch_.clear();
-  const std::size_t buffers = (job.zeroing ? 0 : 1) + (job.verify() ? 1 : 0);  // data, read-back
-  while (!free_sub_jobs_.empty() && pool_.available() >= buffers &&
-         job.may_start(stop_requested_.load(std::memory_order_relaxed))) {
-    if (pacer_ && !pacer_->may_start(Pacer::Clock::now())) break;
-    SubJob& sj = *free_sub_jobs_.back();
-    free_sub_jobs_.pop_back();
-    sj.job = &job;
-    sj.position = job.next++;
-    sj.extent = job.at(sj.position);
-    sj.pooled = !job.zeroing;
-    sj.buffer = (job.zeroing ? zero_buffer_ : pool_.get()).first(sj.extent.length);
-    sj.check = job.verify() ? pool_.get().first(sj.extent.length) : std::span<std::byte>();
-    ++job.active;
-    if (job.zeroing) {
-      sj.segments.assign(1, {0, sj.extent.length, Transfer::Kind::zero});
-      start_writes(sj);
-      continue;
-    }
-    sj.stage = SubJob::Stage::reading;
-    const std::uint64_t at = region_byte(job.from) + sj.extent.offset;
-    if (job.sparse() && backend_->next_data(job.from.endpoint, at) >= at + sj.extent.length) {
-      // A hole of the source file: nothing to read, every byte is zero.
-      std::memset(sj.buffer.data(), 0, sj.buffer.size());
-      read_done(sj);
-      continue;
-    }
-    if (pacer_) pacer_->started_reads(sj.extent.length, Pacer::Clock::now());
-    sj.read.start(Transfer::Kind::read, 0, sj, job.from.endpoint, sj.buffer, at);
-    batch_.push_back(&sj.read.io);
+KcopydClient::Start KcopydClient::start_sub_job(Job& job) {
+  if (!job.may_start(stop_requested_.load(std::memory_order_relaxed))) return Start::none;
+  if (free_sub_jobs_.empty() || (pacer_ && !pacer_->may_start(Pacer::Clock::now()))) return Start::starved;
+  const Extent extent = job.at(job.next);
+  const std::span<std::byte> data = job.zeroing ? zero_buffer_.first(extent.length) : pool_.get(extent.length);
+  const std::span<std::byte> check = job.verify() && !data.empty() ? pool_.get(extent.length) : data.first(0);
+  if (data.empty() || (job.verify() && check.empty())) {
+    if (!job.zeroing && !data.empty()) pool_.put(data);
+    return Start::starved;
   }
-  if (!batch_.empty()) submit(batch_);
+  SubJob& sj = *free_sub_jobs_.back();
+  free_sub_jobs_.pop_back();
+  sj.job = &job;
+  sj.position = job.next++;
+  sj.extent = extent;
+  sj.pooled = !job.zeroing;
+  sj.buffer = data;
+  sj.check = check;
+  ++job.active;
+  if (job.zeroing) {
+    sj.segments.assign(1, {0, sj.extent.length, Transfer::Kind::zero});
+    start_writes(sj);
+    return Start::started;
+  }
+  sj.stage = SubJob::Stage::reading;
+  const std::uint64_t at = region_byte(job.from) + sj.extent.offset;
+  if (job.sparse() && backend_->next_data(job.from.endpoint, at) >= at + sj.extent.length) {
+    // A hole of the source file: nothing to read, every byte is zero.
+    std::memset(sj.buffer.data(), 0, sj.buffer.size());
+    read_done(sj);
+    return Start::started;
+  }
+  if (pacer_) pacer_->started_reads(sj.extent.length, Pacer::Clock::now());
+  sj.read.start(Transfer::Kind::read, 0, sj, job.from.endpoint, sj.buffer, at);
+  batch_.push_back(&sj.read.io);
+  return Start::started;
 }
 
 // Stage reading -> held or writing: a destination that overlaps the source

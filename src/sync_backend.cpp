@@ -10,6 +10,7 @@ namespace kcopy {
 
 SyncBackend::SyncBackend(std::vector<FdEndpoint> endpoints, std::size_t max_requests)
     : endpoints_(std::move(endpoints)), zero_(endpoints_) {
+  endpoints_.reserve(max_endpoints);  // add_endpoint never moves one
   done_.reserve(max_requests);
 }
 
@@ -38,6 +39,13 @@ std::size_t SyncBackend::reap(std::span<IoRequest*> out, std::size_t /*min_compl
     next_ = 0;
   }
   return n;
+}
+
+int SyncBackend::add_endpoint(const FdEndpoint& endpoint) {
+  if (endpoints_.size() >= max_endpoints) return -ENFILE;
+  zero_.add(endpoint);
+  endpoints_.push_back(endpoint);
+  return static_cast<int>(endpoints_.size() - 1);
 }
 
 int SyncBackend::flush(unsigned endpoint) { return ::fdatasync(endpoints_[endpoint].direct_fd) == 0 ? 0 : -errno; }

@@ -1,6 +1,7 @@
 #include "kcopy/uring_backend.hpp"
 
 #include <fcntl.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -35,7 +36,7 @@ UringBackend::UringBackend(std::vector<FdEndpoint> endpoints, std::size_t max_re
       max_in_kernel_(std::min<std::size_t>(std::max<std::size_t>(max_requests, 1), ring_.cq_entries())),
       pending_(std::max<std::size_t>(max_requests, 1)) {
   completed_.reserve(pending_.size());
-  endpoints_.reserve(endpoints.size());
+  endpoints_.reserve(std::max(endpoints.size(), max_endpoints));  // add_endpoint never moves one
   for (const FdEndpoint& ep : endpoints) endpoints_.push_back({ep});
   register_files();
 }
@@ -166,6 +167,12 @@ void UringBackend::refuse_unsubmitted(int err) {
 
 std::size_t UringBackend::reap(std::span<IoRequest*> out, std::size_t min_completions) {
   std::size_t n = 0;
+  // Read the eventfd empty before looking at the CQ ring: a CQE posted after
+  // the look signals it again, so a caller polling it misses none.
+  if (eventfd_) {
+    eventfd_t count = 0;
+    (void)::eventfd_read(eventfd_.get(), &count);  // EAGAIN: nothing signalled
+  }
   for (;;) {
     while (!completed_.empty() && n < out.size()) {
       out[n++] = completed_.back();
@@ -194,6 +201,26 @@ std::size_t UringBackend::reap(std::span<IoRequest*> out, std::size_t min_comple
     const auto want = static_cast<unsigned>(std::min(min_completions - n, in_kernel_));
     if (ring_.wait(want) < 0) return n;  // the ring cannot wait: give what we have, as AioBackend does
   }
+}
+
+int UringBackend::poll_fds(std::span<pollfd> out) {
+  if (!eventfd_) {
+    FileDesc fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    if (!fd) return -errno;
+    if (!ring_.register_eventfd(fd.get())) return -ENOTSUP;
+    eventfd_ = std::move(fd);
+  }
+  if (out.empty()) return -ENOSPC;
+  out[0] = {eventfd_.get(), POLLIN, 0};
+  return 1;
+}
+
+// Not a fixed file (see IoBackend::add_endpoint): its requests name the descriptors.
+int UringBackend::add_endpoint(const FdEndpoint& endpoint) {
+  if (endpoints_.size() >= max_endpoints) return -ENFILE;
+  zero_.add(endpoint);
+  endpoints_.push_back({endpoint});
+  return static_cast<int>(endpoints_.size() - 1);
 }
 
 int UringBackend::flush(unsigned endpoint) { return ::fdatasync(endpoints_[endpoint].fds.direct_fd) == 0 ? 0 : -errno; }

@@ -96,4 +96,6 @@ bool UringRing::register_buffers(std::span<const iovec> iovecs) {
   return buffers_;
 }
 
+bool UringRing::register_eventfd(int fd) { return io_uring_register_eventfd(&ring_, fd) == 0; }
+
 }  // namespace kcopy

@@ -59,22 +59,24 @@ bool has_write_zeroes(dev_t rdev) {
 }  // namespace
 
 ZeroOffload::ZeroOffload(std::span<const FdEndpoint> endpoints) {
-  endpoints_.reserve(endpoints.size());
-  for (const FdEndpoint& fds : endpoints) {
-    Endpoint ep;
-    ep.fd = fds.direct_fd >= 0 ? fds.direct_fd : fds.buffered_fd;
-    ep.alignment = std::max<std::uint32_t>(fds.alignment, 1);
-    struct stat st {};
-    if (ep.fd >= 0 && ::fstat(ep.fd, &st) == 0 && S_ISBLK(st.st_mode)) {
-      int lbs = 0;
-      if (::ioctl(ep.fd, BLKSSZGET, &lbs) == 0 && lbs > 0)
-        ep.alignment = std::max(ep.alignment, static_cast<std::uint32_t>(lbs));
-      else
-        ep.alignment = std::max<std::uint32_t>(ep.alignment, 512);
-      ep.can_zero = ep.can_punch = has_write_zeroes(st.st_rdev);
-    }
-    endpoints_.push_back(ep);
+  endpoints_.reserve(std::max(endpoints.size(), max_endpoints));
+  for (const FdEndpoint& fds : endpoints) add(fds);
+}
+
+void ZeroOffload::add(const FdEndpoint& fds) {
+  Endpoint ep;
+  ep.fd = fds.direct_fd >= 0 ? fds.direct_fd : fds.buffered_fd;
+  ep.alignment = std::max<std::uint32_t>(fds.alignment, 1);
+  struct stat st {};
+  if (ep.fd >= 0 && ::fstat(ep.fd, &st) == 0 && S_ISBLK(st.st_mode)) {
+    int lbs = 0;
+    if (::ioctl(ep.fd, BLKSSZGET, &lbs) == 0 && lbs > 0)
+      ep.alignment = std::max(ep.alignment, static_cast<std::uint32_t>(lbs));
+    else
+      ep.alignment = std::max<std::uint32_t>(ep.alignment, 512);
+    ep.can_zero = ep.can_punch = has_write_zeroes(st.st_rdev);
   }
+  endpoints_.push_back(ep);
 }
 
 int ZeroOffload::fallocate_range(int fd, int mode, const IoRequest& req) {

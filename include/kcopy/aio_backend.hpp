@@ -9,6 +9,7 @@
 
 #include "kcopy/aio_context.hpp"
 #include "kcopy/device.hpp"
+#include "kcopy/file_desc.hpp"
 #include "kcopy/io_backend.hpp"
 #include "kcopy/zero_offload.hpp"
 
@@ -27,6 +28,7 @@ class AioBackend final : public IoBackend {
 
   void submit(std::span<IoRequest* const> requests) override;
   std::size_t reap(std::span<IoRequest*> out, std::size_t min_completions) override;
+  int add_endpoint(const FdEndpoint& endpoint) override;
   int flush(unsigned endpoint) override;
   std::uint32_t alignment(unsigned endpoint) const override { return endpoints_[endpoint].alignment; }
   Placement placement(unsigned endpoint) const override { return endpoints_[endpoint].placement; }
@@ -36,6 +38,12 @@ class AioBackend final : public IoBackend {
   std::uint64_t next_data(unsigned endpoint, std::uint64_t offset) override {
     return endpoints_[endpoint].next_data(offset);
   }
+
+  /// One descriptor: an eventfd (made by the first poll_fds() call) that every
+  /// request submitted from then on signals when it completes (io_set_eventfd);
+  /// reap() reads it empty. -errno if it cannot be had.
+  std::size_t poll_fd_count() const override { return 1; }
+  int poll_fds(std::span<pollfd> out) override;
 
  private:
   void submit_pending();
@@ -51,6 +59,7 @@ class AioBackend final : public IoBackend {
   std::vector<IoRequest*> completed_;
   std::vector<io_event> events_;
   std::size_t in_kernel_ = 0;  // accepted by io_submit, not yet reaped
+  FileDesc eventfd_;           // signalled by each completion once poll_fds() made it; else none
 };
 
 }  // namespace kcopy

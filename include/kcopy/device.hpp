@@ -10,6 +10,7 @@
 #include <span>
 #include <string>
 
+#include "kcopy/api.hpp"
 #include "kcopy/file_desc.hpp"
 #include "kcopy/io_backend.hpp"
 
@@ -70,12 +71,12 @@ struct FdEndpoint {
   /// length) where reads of them go through the page cache (no O_DIRECT, or
   /// an unaligned head or tail), so that the next read comes from the device:
   /// sync_file_range then posix_fadvise(POSIX_FADV_DONTNEED). 0 or -errno.
-  int drop_cache(std::uint64_t offset, std::uint64_t length) const;
+  KCOPY_API int drop_cache(std::uint64_t offset, std::uint64_t length) const;
 
   /// The byte offset of the first data at or after `offset` (lseek SEEK_DATA):
   /// where a file's hole ends; `offset` itself where the file system does not
   /// know holes (block devices: all data); UINT64_MAX when only a hole follows.
-  std::uint64_t next_data(std::uint64_t offset) const;
+  KCOPY_API std::uint64_t next_data(std::uint64_t offset) const;
 };
 
 /// One opened block device or regular file. Move-only; owns its descriptors.
@@ -96,10 +97,10 @@ class Device {
   /// read-only, in use (EBUSY, with a hint about --force). With
   /// options.dry_run, the same errors with the same messages, and nothing
   /// opened for writing or created (see OpenOptions::dry_run).
-  static Device open(const std::string& path, const std::string& role, const OpenOptions& options);
+  KCOPY_API static Device open(const std::string& path, const std::string& role, const OpenOptions& options);
 
   /// The identity of the file at `path` (stat), or nothing when there is none.
-  static std::optional<DeviceIdentity> identify(const std::string& path);
+  KCOPY_API static std::optional<DeviceIdentity> identify(const std::string& path);
 
   const std::string& path() const { return path_; }
   /// Size in bytes: st_size for files; for block devices BLKGETSIZE64 rounded
@@ -138,10 +139,10 @@ class Device {
   /// past it; not for a file a dry run would create, which has no descriptor).
   /// No-op for block devices and files already that large.
   /// Throws kcopy::Error naming the limit.
-  void check_can_grow_to(std::uint64_t bytes) const;
+  KCOPY_API void check_can_grow_to(std::uint64_t bytes) const;
   /// Grows a regular file to at least `bytes` (ftruncate); no-op for block
   /// devices and for files already that large. Throws kcopy::Error.
-  void grow_to(std::uint64_t bytes);
+  KCOPY_API void grow_to(std::uint64_t bytes);
 
  private:
   std::string path_;

@@ -6,6 +6,8 @@
 #include <limits>
 #include <vector>
 
+#include "kcopy/api.hpp"
+
 namespace kcopy {
 
 /// A range of sectors that failed, on one endpoint.
@@ -32,7 +34,7 @@ class ErrorRanges {
   /// Records `count` sectors from `sector` that failed with `error` (positive
   /// errno), merging it with the ranges it touches that have the same error.
   /// A sector is recorded at most once.
-  void add(std::uint64_t sector, std::uint64_t count, int error);
+  KCOPY_API void add(std::uint64_t sector, std::uint64_t count, int error);
 
   /// Every failed range below overflow_from(), sorted, merged.
   const std::vector<ErrorRange>& ranges() const { return ranges_; }

@@ -3,6 +3,9 @@
 // kind (io_uring or libaio on real devices, synchronous pread/pwrite, and the
 // tests' fault injector), like nbdcopy's one ops table per endpoint kind.
 
+#include <poll.h>
+
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -71,11 +74,28 @@ struct Placement {
   std::uint64_t offset = 0;  ///< bytes
 };
 
+/// The most endpoints a backend holds (room reserved up front: see add_endpoint).
+inline constexpr std::size_t max_endpoints = 256;
+
+struct FdEndpoint;
+
 /// The operations an I/O backend provides. Called only from the thread running
-/// the engine's I/O loop; no call throws or allocates.
+/// the engine's I/O loop (but add_endpoint); no call throws or allocates.
 class IoBackend {
  public:
   virtual ~IoBackend() = default;
+
+  /// Adds an endpoint after construction (the library's devices, opened while a
+  /// client runs) and returns its index, or -ENFILE when max_endpoints are
+  /// there, or -ENOTSUP for a backend without file endpoints. May run on
+  /// another thread while the I/O loop uses the backend, but never
+  /// concurrently with another add_endpoint, and the endpoint is used only by
+  /// requests submitted after it returned (the caller's lock orders them):
+  /// implementations reserve room for max_endpoints up front, so adding one
+  /// never moves another. The endpoint's descriptors are borrowed (its Device
+  /// must outlive the requests on it). Not registered as a fixed file: that
+  /// would keep the device, and its O_EXCL claim, open after the caller closes it.
+  virtual int add_endpoint(const FdEndpoint& /*endpoint*/) { return -ENOTSUP; }
 
   /// Called once by the client, before any submit, with the page pool's whole
   /// memory: every request's buffer lies inside it. A backend may register it
@@ -118,6 +138,34 @@ class IoBackend {
   /// Where `endpoint`'s bytes lie (for overlap: memmove order). By default each
   /// endpoint is a medium of its own.
   virtual Placement placement(unsigned endpoint) const { return {endpoint, 0}; }
+
+  // Waiting on several backends at once (MultiplexBackend: local devices and NBD
+  // exports in one copy). Blocking in one backend's reap() would starve the
+  // others, so such a caller calls reap(out, 0) on each -- which never blocks: it
+  // hands back what has completed, after making whatever progress needs no
+  // waiting -- and then waits in one poll(2) on all their poll_fds(), for at
+  // most the smallest poll_timeout_ms(). A backend that answers neither is
+  // waited for in its own reap() with min_completions > 0.
+
+  /// The most descriptors poll_fds() stores, so that the caller can size its
+  /// pollfd array up front. 0 by default.
+  virtual std::size_t poll_fd_count() const { return 0; }
+
+  /// Stores in `out` (room for poll_fd_count()) the descriptors to poll(2),
+  /// with `events` set and `revents` cleared, for the requests in flight: when
+  /// one is ready, reap(out, 0) has something to do. Returns how many were
+  /// stored (0: none of the requests in flight needs waiting for), or -ENOTSUP
+  /// (the default) for a backend that cannot be waited on this way. The first
+  /// call may set the descriptors up (an eventfd that io_uring or libaio then
+  /// signals on every completion): make it before the first submit(), so that
+  /// no completion goes unsignalled. The descriptors stay the backend's (valid
+  /// until it is destroyed); the caller only polls them. No allocation; never throws.
+  virtual int poll_fds(std::span<pollfd> /*out*/) { return -ENOTSUP; }
+
+  /// Milliseconds a caller may wait in poll(2) on poll_fds() before it must call
+  /// reap(out, 0) again though no descriptor is ready: the backend's own
+  /// deadline (NbdBackend's stall timeout), or -1 (the default): none.
+  virtual int poll_timeout_ms() const { return -1; }
 };
 
 }  // namespace kcopy

@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "kcopy/api.hpp"
 #include "kcopy/device.hpp"
 #include "kcopy/io_backend.hpp"
 
@@ -17,8 +18,8 @@ enum class IoEngine { automatic, io_uring, libaio, sync };
 
 /// "io_uring", "libaio", "sync" (and "auto"). Throws kcopy::Error naming the
 /// valid values for anything else.
-IoEngine parse_io_engine(std::string_view text);
-const char* io_engine_name(IoEngine engine);
+KCOPY_API IoEngine parse_io_engine(std::string_view text);
+KCOPY_API const char* io_engine_name(IoEngine engine);
 
 /// A backend and why it was chosen (for -v).
 struct ChosenBackend {
@@ -33,7 +34,7 @@ struct ChosenBackend {
 /// (`copy_bytes` <= `io_size`: a ring or AIO context would cost more than it
 /// saves), else io_uring, else libaio where io_uring is missing or refused
 /// (kernel.io_uring_disabled, seccomp, kernels before 5.6), the reason kept.
-ChosenBackend make_backend(IoEngine engine, std::vector<FdEndpoint> endpoints, std::size_t max_requests,
+KCOPY_API ChosenBackend make_backend(IoEngine engine, std::vector<FdEndpoint> endpoints, std::size_t max_requests,
                            std::uint64_t copy_bytes, std::uint64_t io_size);
 
 }  // namespace kcopy

@@ -6,14 +6,15 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <functional>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <span>
 #include <thread>
 #include <vector>
 
+#include "kcopy/api.hpp"
 #include "kcopy/error_ranges.hpp"
 #include "kcopy/io_backend.hpp"
 #include "kcopy/pacer.hpp"
@@ -81,6 +82,9 @@ inline constexpr std::uint64_t default_io_size = 512 << 10;  // bytes
 /// bookkeeping and a request per destination in the kernel (AIO contexts are
 /// limited system-wide by /proc/sys/fs/aio-max-nr, 65536 by default).
 inline constexpr std::uint64_t max_sub_jobs_in_flight = 4096;
+/// The size of a small job the client keeps sub-jobs for: a client of P pages
+/// can have P / 16 sub-jobs of 64 KiB (the region size of dm-mirror) in flight.
+inline constexpr std::uint64_t small_sub_job_bytes = 64 << 10;
 
 /// Client settings (kcopyd_client_create's num_pages, and the sub-job size).
 struct ClientConfig {
@@ -97,8 +101,12 @@ struct ClientConfig {
 };
 
 /// A kcopyd client: owns the page pool, the sub-jobs and (unless told otherwise)
-/// one I/O thread that runs every job of the client, one job at a time, in the
-/// order they were queued.
+/// one I/O thread that runs every job of the client. Jobs run at the same time,
+/// sharing the pool: each sub-job takes the pages its bytes need, and the
+/// running jobs start one sub-job each in turn, in the order they were queued
+/// (a job waits for pages, never fails for want of them; while a job waits,
+/// later jobs wait too, so a large job is not starved by small ones, nor small
+/// ones by a large one). One job's errors never touch another's result.
 ///
 /// Inside a job: reads of sub-jobs are issued while the pool has buffers (the pool
 /// bounds the queue depth); a completed read is written to every live destination
@@ -129,26 +137,30 @@ struct ClientConfig {
 /// back (Pacer); the loop then sleeps at most 100 ms at a time.
 class KcopydClient {
  public:
-  /// kcopyd_client_create: allocates the page pool (`pages` pages in buffers of
-  /// `io_size` bytes) and every sub-job up front, and starts the I/O thread
-  /// (if config.io_thread).
-  /// Takes ownership of the backend. Throws kcopy::Error on bad sizes or no memory.
-  KcopydClient(std::unique_ptr<IoBackend> backend, const ClientConfig& config);
+  /// kcopyd_client_create: allocates the page pool (`pages` pages) and every
+  /// sub-job (sub_jobs_for(config)) up front, and starts the I/O thread (if
+  /// config.io_thread). Takes ownership of the backend. Throws kcopy::Error on
+  /// bad sizes (io_size not a positive multiple of 512, or larger than the
+  /// pool) or no memory.
+  KCOPY_API KcopydClient(std::unique_ptr<IoBackend> backend, const ClientConfig& config);
   /// dm_kcopyd_client_destroy: waits for every queued job to end (running them
-  /// here without an I/O thread), then stops the I/O thread.
-  ~KcopydClient();
+  /// here without an I/O thread), then stops the I/O thread. Must not be
+  /// called from a notify function (it would wait for itself).
+  KCOPY_API ~KcopydClient();
   KcopydClient(const KcopydClient&) = delete;
   KcopydClient& operator=(const KcopydClient&) = delete;
 
   /// dm_kcopyd_copy: queues a copy of `from` to every region of `dests` (1 to 6,
   /// the same count as `from`) and returns at once; `notify` runs when it ends.
+  /// Any thread may call it, a notify function included, at any time before
+  /// the client's destruction begins.
   /// Allocates the job (and room for its error lists) here, not in the I/O loop.
   /// Throws kcopy::Error for a count mismatch, a bad number of destinations, or
   /// a layout overlap_order refuses (a destination equal to the source range,
   /// destinations overlapping each other or the source from opposite sides), or
   /// copy_write_seq with a destination that overlaps the source from above
   /// (memmove would need descending writes).
-  void copy(const IoRegion& from, std::span<const IoRegion> dests, unsigned flags, NotifyFn notify);
+  KCOPY_API void copy(const IoRegion& from, std::span<const IoRegion> dests, unsigned flags, NotifyFn notify);
 
   /// dm_kcopyd_zero: queues a job that makes every region of `dests` (1 to 6,
   /// all of the same count) read as zeroes, and returns at once; `notify` runs
@@ -157,24 +169,34 @@ class KcopydClient {
   /// shared zeroed buffer where there is none). copy_ignore_errors,
   /// copy_write_seq, copy_no_flush and copy_verify apply as for copies.
   /// Throws kcopy::Error for bad counts or destinations that overlap.
-  void zero(std::span<const IoRegion> dests, unsigned flags, NotifyFn notify);
+  KCOPY_API void zero(std::span<const IoRegion> dests, unsigned flags, NotifyFn notify);
 
   /// Without an I/O thread: runs every queued job on this thread and returns
   /// when none is left (notify functions run here). With one: does nothing.
-  void wait();
+  KCOPY_API void wait();
+
+  /// Adds an endpoint to the backend for jobs queued after it (IoBackend::
+  /// add_endpoint: the library's devices, opened while the client runs) and
+  /// returns its index, or -errno. Any thread; the caller keeps calls to it
+  /// from running at the same time.
+  int add_endpoint(const FdEndpoint& endpoint) { return backend_->add_endpoint(endpoint); }
 
   /// Stops every job: no new sub-job starts, I/O in flight drains, destinations
   /// are flushed, and the jobs end with `stopped`. Async-signal-safe.
   void stop() { stop_requested_.store(true, std::memory_order_relaxed); }
 
+  /// How many sub-jobs a client with `config` has: as many as its pool holds
+  /// of io_size bytes, or of small_sub_job_bytes where that is more, at most
+  /// max_sub_jobs_in_flight.
+  KCOPY_API static std::size_t sub_jobs_for(const ClientConfig& config);
   /// The most requests a client with `config` has in flight at once when its
   /// jobs have at most `destinations` destinations: size the backend (AioBackend's
   /// max_requests) with it.
-  static std::size_t max_requests(const ClientConfig& config, unsigned destinations);
+  KCOPY_API static std::size_t max_requests(const ClientConfig& config, unsigned destinations);
 
   /// Sectors copied to every live destination so far, over all jobs (for progress).
   std::uint64_t sectors_done() const { return sectors_done_.load(std::memory_order_relaxed); }
-  /// Bit d: destination d of the running job has failed (a write or flush
+  /// Bit d: destination d of some job has failed (a write, flush or verify
   /// error) so far. For progress; the job's result is what counts.
   unsigned failed_destinations() const { return failed_destinations_.load(std::memory_order_relaxed); }
 
@@ -184,9 +206,11 @@ class KcopydClient {
   struct Transfer;
 
   void run();
-  void run_job(Job& job);
+  bool take_queued_jobs();
   // The stages of a sub-job, in order (see SubJob::Stage in kcopyd.cpp).
-  void start_sub_jobs(Job& job);
+  enum class Start { started, none, starved };  // what start_sub_job did
+  void start_sub_jobs();
+  Start start_sub_job(Job& job);
   void read_done(SubJob& sj);
   void release_held_writes(Job& job);
   void drop_stranded_writes(Job& job);
@@ -221,11 +245,13 @@ class KcopydClient {
   std::size_t in_flight_ = 0;            // requests submitted and not yet reaped
   std::unique_ptr<Pacer> pacer_;         // --throttle / --max-rate, when on
   std::unique_ptr<PagePool> zeroes_;     // owns the zeroed buffer of zero jobs, made by the first
-  std::span<std::byte> zero_buffer_;     // that buffer (aligned, io_size bytes of zeroes)
+  std::span<std::byte> zero_buffer_;     // that buffer (aligned, io_size bytes of zeroes; set under mutex_)
 
-  std::mutex mutex_;
+  std::list<std::unique_ptr<Job>> active_;  // running, in the order queued (I/O loop only)
+
+  std::mutex mutex_;  // guards what follows up to closing_
   std::condition_variable queued_;
-  std::deque<std::unique_ptr<Job>> jobs_;
+  std::list<std::unique_ptr<Job>> queued_jobs_;  // queued, not yet taken by the I/O loop
   bool closing_ = false;
   std::atomic<bool> stop_requested_{false};
   std::atomic<std::uint64_t> sectors_done_{0};

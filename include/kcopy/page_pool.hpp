@@ -10,44 +10,53 @@
 
 namespace kcopy {
 
-/// `pages` 4 KiB pages, carved into equal page-aligned buffers of `buffer_bytes`
-/// each (one buffer holds one sub-job's data). Allocated once at construction;
-/// get() and put() never allocate, never throw, and are O(1).
+/// `pages` 4 KiB pages in one page-aligned allocation, handed out as runs of
+/// contiguous pages: a sub-job takes the pages its bytes need, as dm-kcopyd's
+/// kcopyd_get_pages takes nr_pages for a job, so small jobs (a 64 KiB region of
+/// dm-mirror) share the pool with large ones. Allocated once at construction;
+/// get() and put() never allocate and never throw.
+///
+/// get() is next-fit over a bitmap of used pages: it starts where the last run
+/// ended, so equal-sized runs taken and returned in turn (a large copy) cost one
+/// step each; a pool fragmented by mixed sizes costs a scan of its bitmap
+/// (pages / 64 words).
 ///
 /// Not thread-safe: the engine's I/O loop is its only user.
 class PagePool {
  public:
-  /// Throws kcopy::Error if `pages` is 0, `buffer_bytes` is 0 or not a multiple
-  /// of 512, `buffer_bytes` exceeds the pool (pages * 4096), or memory cannot be had.
-  PagePool(std::uint64_t pages, std::uint64_t buffer_bytes);
+  /// Throws kcopy::Error if `pages` is 0 or too large, or the memory cannot be had.
+  explicit PagePool(std::uint64_t pages);
 
-  /// Takes one free buffer (buffer_bytes long, aligned to 4096), or an empty span
-  /// when all are in use. The buffer stays valid until put() or the pool's end.
-  std::span<std::byte> get();
-  /// Returns a buffer obtained from get(). Each buffer must be put exactly once.
+  /// Takes a run of the ceil(bytes / 4096) pages `bytes` (> 0) needs and
+  /// returns its first `bytes` bytes (page-aligned), or an empty span when no
+  /// run that long is free. Valid until put() or the pool's end.
+  std::span<std::byte> get(std::uint64_t bytes);
+  /// Returns a span obtained from get(), exactly once.
   void put(std::span<std::byte> buffer);
 
-  /// How many buffers a pool of `pages` pages in buffers of `buffer_bytes` holds
-  /// (each buffer is rounded up to whole pages), without allocating it.
-  static std::size_t capacity_for(std::uint64_t pages, std::uint64_t buffer_bytes);
+  /// How many runs of `bytes` each (rounded up to whole pages) a pool of
+  /// `pages` pages holds at once, without allocating it.
+  static std::size_t capacity_for(std::uint64_t pages, std::uint64_t bytes);
 
-  /// How many buffers the pool holds in all, and how many are free now.
-  std::size_t capacity() const { return capacity_; }
-  std::size_t available() const { return free_.size(); }
-  std::uint64_t buffer_bytes() const { return buffer_bytes_; }
-  /// The whole allocation, every buffer get() hands out included (capacity()
-  /// buffers, each rounded up to whole pages; page-aligned). Owned by the pool;
-  /// valid until its end. For IoBackend::register_buffers.
+  std::uint64_t pages() const { return pages_; }
+  std::uint64_t free_pages() const { return free_pages_; }
+  /// The whole allocation (pages() pages, page-aligned): every span get() hands
+  /// out lies inside it. Owned by the pool; valid until its end. For
+  /// IoBackend::register_buffers.
   std::span<std::byte> memory() const;
 
  private:
   struct FreeDeleter {
     void operator()(std::byte* p) const;
   };
+  bool used(std::uint64_t page) const { return (used_[page / 64] >> (page % 64)) & 1; }
+  void mark(std::uint64_t first, std::uint64_t count, bool in_use);
+
   std::unique_ptr<std::byte[], FreeDeleter> memory_;
-  std::uint64_t buffer_bytes_;
-  std::size_t capacity_;
-  std::vector<std::byte*> free_;  // stack of free buffers; reserved to capacity_
+  std::uint64_t pages_;
+  std::uint64_t free_pages_;
+  std::vector<std::uint64_t> used_;  // bit p: page p is handed out
+  std::uint64_t cursor_ = 0;         // where the next search starts: the end of the last run taken
 };
 
 }  // namespace kcopy

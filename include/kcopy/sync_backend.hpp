@@ -23,6 +23,7 @@ class SyncBackend final : public IoBackend {
 
   void submit(std::span<IoRequest* const> requests) override;
   std::size_t reap(std::span<IoRequest*> out, std::size_t min_completions) override;
+  int add_endpoint(const FdEndpoint& endpoint) override;
   int flush(unsigned endpoint) override;
   std::uint32_t alignment(unsigned endpoint) const override { return endpoints_[endpoint].alignment; }
   Placement placement(unsigned endpoint) const override { return endpoints_[endpoint].placement; }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kcopy/device.hpp"
+#include "kcopy/file_desc.hpp"
 #include "kcopy/io_backend.hpp"
 #include "kcopy/uring_ring.hpp"
 #include "kcopy/zero_offload.hpp"
@@ -56,6 +57,7 @@ class UringBackend final : public IoBackend {
   std::size_t reap(std::span<IoRequest*> out, std::size_t min_completions) override;
   /// fdatasync(2) of the endpoint's direct descriptor, done here synchronously
   /// (as AioBackend does): 0 or -errno.
+  int add_endpoint(const FdEndpoint& endpoint) override;
   int flush(unsigned endpoint) override;
   std::uint32_t alignment(unsigned endpoint) const override { return endpoints_[endpoint].fds.alignment; }
   Placement placement(unsigned endpoint) const override { return endpoints_[endpoint].fds.placement; }
@@ -65,6 +67,13 @@ class UringBackend final : public IoBackend {
   std::uint64_t next_data(unsigned endpoint, std::uint64_t offset) override {
     return endpoints_[endpoint].fds.next_data(offset);
   }
+
+  /// One descriptor: an eventfd (made and registered with the ring by the
+  /// first poll_fds() call) that every completion from then on signals;
+  /// reap() reads it empty. -errno if it cannot be had (the caller then waits
+  /// in reap()).
+  std::size_t poll_fd_count() const override { return 1; }
+  int poll_fds(std::span<pollfd> out) override;
 
   /// Whether the descriptors are registered as fixed files, and the memory
   /// given to register_buffers() as fixed buffers (for diagnostics and tests).
@@ -104,6 +113,7 @@ class UringBackend final : public IoBackend {
   // Completed without the ring, waiting for reap(): refused before reaching
   // the kernel (-errno), or zeroed in place by submit().
   std::vector<IoRequest*> completed_;
+  FileDesc eventfd_;  // signalled on each CQE once poll_fds() made it; else none
 };
 
 }  // namespace kcopy

@@ -60,6 +60,10 @@ class UringRing {
   /// 1 GiB): true on success. Pins the memory (RLIMIT_MEMLOCK without
   /// CAP_IPC_LOCK); the memory must stay mapped while requests use it.
   bool register_buffers(std::span<const iovec> iovecs);
+  /// Registers `fd`, an eventfd, to be signalled on every CQE posted from now
+  /// on (io_uring_register_eventfd): true on success. The ring keeps its own
+  /// reference to the eventfd until it is torn down.
+  bool register_eventfd(int fd);
 
  private:
   io_uring ring_{};

@@ -38,6 +38,9 @@ class ZeroOffload {
   /// throws but std::bad_alloc. A descriptor that is not open is kept as it is
   /// (its requests fail with -EBADF).
   explicit ZeroOffload(std::span<const FdEndpoint> endpoints);
+  /// Looks at one more endpoint, as the constructor does (IoBackend::add_endpoint:
+  /// room for max_endpoints is reserved, so adding moves none; the caller checks the count).
+  void add(const FdEndpoint& endpoint);
 
   /// For a zero or punch request: makes its range (req.buffer.size() bytes at
   /// byte req.offset of req.endpoint) read as zeroes by fallocate on the
