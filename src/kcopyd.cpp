@@ -190,7 +190,11 @@ std::size_t KcopydClient::max_requests(const ClientConfig& config, unsigned dest
 }
 
 KcopydClient::KcopydClient(std::unique_ptr<IoBackend> backend, const ClientConfig& config)
-    : backend_(std::move(backend)), io_size_(config.io_size), threaded_(config.io_thread), pool_(config.pages) {
+    : backend_(std::move(backend)),
+      io_size_(config.io_size),
+      threaded_(config.io_thread),
+      list_error_ranges_(config.list_error_ranges),
+      pool_(config.pages) {
   if (io_size_ == 0 || io_size_ % sector_size != 0)
     throw Error("the sub-job size (" + std::to_string(io_size_) + " bytes) is not a whole number of 512-byte sectors");
   if (io_size_ > pool_.memory().size())
@@ -202,8 +206,7 @@ KcopydClient::KcopydClient(std::unique_ptr<IoBackend> backend, const ClientConfi
   if (config.throttle_percent < 100 || config.max_rate > 0)
     pacer_ = std::make_unique<Pacer>(config.throttle_percent, config.max_rate, Pacer::Clock::now());
   for (auto& sj : sub_jobs_) free_sub_jobs_.push_back(&sj);
-  batch_.reserve(max_destinations * sub_jobs_.size());
-  write_batch_.reserve(max_destinations);
+  unsubmitted_.reserve(max_requests(config, max_destinations));
   completions_.resize(max_requests(config, max_destinations));
   if (threaded_) io_thread_ = std::thread([this] { run(); });
 }
@@ -309,7 +312,9 @@ void KcopydClient::queue(std::unique_ptr<Job> job) {
   JobResult& result = job->result;
   result.sectors_total = job->from.count;
   // Disjoint ranges need a good sector between them: a small job needs little room.
-  const auto room = static_cast<std::size_t>(std::min<std::uint64_t>(listed_ranges, job->from.count / 2 + 1));
+  const auto room = list_error_ranges_ ? static_cast<std::size_t>(std::min<std::uint64_t>(
+                                             listed_ranges, job->from.count / 2 + 1))
+                                       : 0;
   result.read_errors = ErrorRanges(job->zeroing ? 0 : room);
   for (unsigned d = 0; d < job->num_dests; ++d) {
     result.write_errors[d] = ErrorRanges(room);
@@ -348,6 +353,7 @@ void KcopydClient::run() {
       pace_idle();
       continue;
     }
+    submit_started();
     const std::size_t n = backend_->reap(completions_, 1);
     assert(n > 0);
     in_flight_ -= n;
@@ -360,9 +366,8 @@ void KcopydClient::run() {
 // the order they were queued (dm-kcopyd splits a large job so that others get
 // pages between its pieces), until a job waits for a sub-job, pages or the
 // pacer (later jobs then wait too: nobody overtakes it) or none has more to
-// start. All their reads go out in one submit.
+// start.
 void KcopydClient::start_sub_jobs() {
-  batch_.clear();
   for (bool started = true; started;) {
     started = false;
     for (auto& job : active_) {
@@ -374,17 +379,23 @@ void KcopydClient::start_sub_jobs() {
       started |= s == Start::started;
     }
   }
-  if (!batch_.empty()) submit(batch_);
 }
 
 // Moves newly queued jobs to the running ones (their list nodes move: nothing
 // is allocated). With an I/O thread, waits while nothing runs; returns false
 // when nothing is left to run and the client closes (without an I/O thread:
 // when nothing is left, which ends wait()). A job queued while requests are in
-// flight is taken after the next completion.
+// flight is taken after a later completion.
 bool KcopydClient::take_queued_jobs() {
-  std::unique_lock lock(mutex_);
-  if (threaded_ && active_.empty()) queued_.wait(lock, [this] { return closing_ || !queued_jobs_.empty(); });
+  std::unique_lock lock(mutex_, std::defer_lock);
+  if (!active_.empty()) {
+    // Jobs are running: never wait for a thread that is queueing more (the
+    // loop would idle while the devices drain); take them next time round.
+    if (lock.try_lock()) active_.splice(active_.end(), queued_jobs_);
+    return true;
+  }
+  lock.lock();
+  if (threaded_) queued_.wait(lock, [this] { return closing_ || !queued_jobs_.empty(); });
   active_.splice(active_.end(), queued_jobs_);
   return !active_.empty();
 }
@@ -400,15 +411,23 @@ void KcopydClient::pace_idle() {
   ::nanosleep(&ts, nullptr);
 }
 
-void KcopydClient::submit(std::span<IoRequest* const> requests) {
+// A request joins the ones started since the last reap; they go to the backend
+// together, just before the loop waits (one syscall for many, and the block
+// layer can merge neighbours: the reads of consecutive small jobs, their writes).
+void KcopydClient::submit(IoRequest& io) {
   if (in_flight_ == 0 && pacer_) pacer_->io_busy(Pacer::Clock::now());
-  in_flight_ += requests.size();
-  backend_->submit(requests);
+  ++in_flight_;
+  unsubmitted_.push_back(&io);
+}
+
+void KcopydClient::submit_started() {
+  if (unsubmitted_.empty()) return;
+  backend_->submit(unsubmitted_);
+  unsubmitted_.clear();
 }
 
 // Stage free -> reading: one sub-job of `job`, if it has one to start and
-// there is a free sub-job, pages for it and the pacer's leave. Its read joins
-// batch_ (submitted by start_sub_jobs). A zero job has nothing to read: its
+// there is a free sub-job, pages for it and the pacer's leave. A zero job has nothing to read: its
 // sub-jobs go straight to writing, from the shared zeroes.
 KcopydClient::Start KcopydClient::start_sub_job(Job& job) {
   if (!job.may_start(stop_requested_.load(std::memory_order_relaxed))) return Start::none;
@@ -444,7 +463,7 @@ KcopydClient::Start KcopydClient::start_sub_job(Job& job) {
   }
   if (pacer_) pacer_->started_reads(sj.extent.length, Pacer::Clock::now());
   sj.read.start(Transfer::Kind::read, 0, sj, job.from.endpoint, sj.buffer, at);
-  batch_.push_back(&sj.read.io);
+  submit(sj.read.io);
   return Start::started;
 }
 
@@ -513,18 +532,17 @@ void KcopydClient::start_writes(SubJob& sj) {
   sj.stage = SubJob::Stage::writing;
   if (job.write_seq()) ++job.next_write;
   sj.written = job.live;  // until a write fails
-  write_batch_.clear();
+  sj.writes_pending = 0;
   const SubJob::Segment& first = sj.segments.front();
   for (unsigned d = 0; d < job.num_dests; ++d) {
     if (!(job.live & (1u << d))) continue;
     Transfer& w = sj.writes[d];
     w.start(first.kind, d, sj, job.dests[d].endpoint, sj.buffer.subspan(first.offset, first.length),
             region_byte(job.dests[d]) + sj.extent.offset + first.offset);
-    write_batch_.push_back(&w.io);
+    ++sj.writes_pending;
+    submit(w.io);
   }
-  sj.writes_pending = static_cast<unsigned>(write_batch_.size());
-  if (write_batch_.empty()) return end_sub_job(sj);
-  submit(write_batch_);
+  if (sj.writes_pending == 0) end_sub_job(sj);
 }
 
 // copy_sparse: the sub-job's runs of whole zero granules become punch
@@ -569,7 +587,7 @@ void KcopydClient::verify_next(SubJob& sj) {
     failed_destinations_.fetch_or(1u << d, std::memory_order_relaxed);
     return verify_next(sj);
   }
-  submit_one(sj.verify.io);
+  submit(sj.verify.io);
 }
 
 // A destination read back: every sector that differs from what was read from
@@ -621,11 +639,6 @@ void KcopydClient::finish(Job& job) {
 
 // --- requests ------------------------------------------------------------------
 
-void KcopydClient::submit_one(IoRequest& io) {
-  IoRequest* p = &io;
-  submit(std::span(&p, 1));
-}
-
 void KcopydClient::on_complete(IoRequest& io) {
   Transfer& t = *static_cast<Transfer*>(io.owner);
   const std::size_t size = io.buffer.size();
@@ -633,7 +646,7 @@ void KcopydClient::on_complete(IoRequest& io) {
     // A short transfer is not an error: continue where it stopped.
     t.next += static_cast<std::uint64_t>(io.result);
     io = t.request(t.next, t.end());
-    return submit_one(io);
+    return submit(io);
   }
   const bool ok = io.result > 0 || size == 0;  // 0 with bytes left: an unexpected end
   if (t.scanning) return ok ? scan_piece_done(t) : scan_piece_failed(t);
@@ -659,7 +672,7 @@ void KcopydClient::transfer_done(Transfer& t) {
         const SubJob::Segment& seg = sj.segments[t.segment];
         t.continue_with(seg.kind, sj.buffer.subspan(seg.offset, seg.length),
                         region_byte(job.dests[t.dest]) + sj.extent.offset + seg.offset);
-        return submit_one(t.io);
+        return submit(t.io);
       }
       job.result.sectors_written[t.dest] += bytes_to_sectors(sj.extent.length - t.failed);
       if (t.failed > 0) sj.written &= ~(1u << t.dest);
@@ -708,7 +721,7 @@ void KcopydClient::scan_next(Transfer& t) {
   if (end <= at) end = (at / block + 1) * block;
   t.scan.piece_end = std::min(end - t.offset, t.buffer.size());
   t.io = t.request(t.next, t.scan.piece_end);
-  submit_one(t.io);
+  submit(t.io);
 }
 
 void KcopydClient::scan_piece_done(Transfer& t) {

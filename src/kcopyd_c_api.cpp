@@ -186,6 +186,7 @@ int kcopyd_client_create(unsigned int num_pages, struct kcopyd_client** result) 
   return guarded([&] {
     if (!result) return fail(EINVAL, "a NULL result");
     kcopy::ClientConfig config;
+    config.list_error_ranges = false;  // the notify function gets only the bits
     if (num_pages > 0) config.pages = num_pages;
     if (const long phys = ::sysconf(_SC_PHYS_PAGES); phys > 0 && config.pages > static_cast<std::uint64_t>(phys) / 2)
       return fail(ENOMEM, std::to_string(config.pages) + " pages are more than half of this machine's memory");

@@ -98,6 +98,10 @@ struct ClientConfig {
   unsigned throttle_percent = 100;
   /// At most this many bytes per second of source reads (0 = no limit).
   std::uint64_t max_rate = 0;
+  /// false: jobs list no failed ranges (JobResult's lists stay empty and only
+  /// count their sectors as overflow), so that a job allocates nothing for
+  /// them: for callers that only look at read_err and write_err (the C API).
+  bool list_error_ranges = true;
 };
 
 /// A kcopyd client: owns the page pool, the sub-jobs and (unless told otherwise)
@@ -227,8 +231,8 @@ class KcopydClient {
   void scan_next(Transfer& t);
   void scan_piece_done(Transfer& t);
   void scan_piece_failed(Transfer& t);
-  void submit_one(IoRequest& io);
-  void submit(std::span<IoRequest* const> requests);
+  void submit(IoRequest& io);
+  void submit_started();
   void queue(std::unique_ptr<Job> job);
   void find_segments(SubJob& sj);
   void pace_idle();
@@ -236,11 +240,11 @@ class KcopydClient {
   std::unique_ptr<IoBackend> backend_;
   std::uint64_t io_size_;
   const bool threaded_;  // jobs run on io_thread_ (else in wait())
+  const bool list_error_ranges_;
   PagePool pool_;
   std::vector<SubJob> sub_jobs_;
   std::vector<SubJob*> free_sub_jobs_;
-  std::vector<IoRequest*> batch_;        // reads gathered for one submit
-  std::vector<IoRequest*> write_batch_;  // one sub-job's writes, for one submit
+  std::vector<IoRequest*> unsubmitted_;  // started since the last reap, for one submit
   std::vector<IoRequest*> completions_;  // reap() output
   std::size_t in_flight_ = 0;            // requests submitted and not yet reaped
   std::unique_ptr<Pacer> pacer_;         // --throttle / --max-rate, when on

@@ -174,7 +174,8 @@ TEST_CASE("one read is fanned out to every destination in a single submit") {
   FaultBackend b(disks(4));
   run_copy(b, {0, 0, 1024}, {{1, 0, 1024}, {2, 0, 1024}, {3, 0, 1024}});
   REQUIRE(!b.write_submit_sizes.empty());
-  for (std::size_t n : b.write_submit_sizes) REQUIRE(n == 3);
+  // A submit holds the writes of whole sub-jobs (of one or more: those started since the last reap).
+  for (std::size_t n : b.write_submit_sizes) REQUIRE(n % 3 == 0);
 }
 
 TEST_CASE("reads in flight never exceed the page pool's buffers") {
