@@ -2,8 +2,8 @@
 # Sourced by scripts/demo, scripts/test and scripts/bench; installs only what is missing.
 
 KCOPY_BUILD_PACKAGES=(build-essential meson ninja-build pkg-config libaio-dev liburing-dev libspdlog-dev libcli11-dev
-  catch2 scdoc nlohmann-json3-dev)
-KCOPY_TEST_PACKAGES=(util-linux fdisk e2fsprogs python3 fuse3 python3-fusepy)
+  catch2 scdoc nlohmann-json3-dev libnbd-dev)
+KCOPY_TEST_PACKAGES=(util-linux fdisk e2fsprogs python3 fuse3 python3-fusepy nbdkit)
 
 # install_packages PKG...: apt-get install the packages that are not installed yet.
 install_packages() {
