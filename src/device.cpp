@@ -145,9 +145,11 @@ Device Device::open(const std::string& path, const std::string& role, const Open
   struct stat st {};
   const bool exists = ::stat(path.c_str(), &st) == 0;
   if (!exists && (errno != ENOENT || !options.write)) fail(errno, role, path, std::strerror(errno));
-  if (!exists && under_dev(path)) fail(ENOENT, role, path, "no such device (kcopy creates image files, but not under /dev)");
+  if (!exists && under_dev(path))
+    fail(ENOENT, role, path, "no such device (kcopy creates image files, but not under /dev)");
   if (exists && S_ISDIR(st.st_mode)) fail(EISDIR, role, path, "is a directory, not a block device or file");
-  if (exists && !S_ISBLK(st.st_mode) && !S_ISREG(st.st_mode)) fail(ENOTBLK, role, path, "is not a block device or regular file");
+  if (exists && !S_ISBLK(st.st_mode) && !S_ISREG(st.st_mode))
+    fail(ENOTBLK, role, path, "is not a block device or regular file");
   const bool is_block = exists && S_ISBLK(st.st_mode);
 
   if (options.dry_run && options.write) {
@@ -159,7 +161,8 @@ Device Device::open(const std::string& path, const std::string& role, const Open
       return dev;
     }
     // What an open for writing would refuse: permission, a read-only file system.
-    if (::faccessat(AT_FDCWD, path.c_str(), W_OK, AT_EACCESS) != 0) fail(errno, role, path, open_error(errno, true, is_block));
+    if (::faccessat(AT_FDCWD, path.c_str(), W_OK, AT_EACCESS) != 0)
+      fail(errno, role, path, open_error(errno, true, is_block));
   }
   const bool writable = options.write && !options.dry_run;
   int flags = O_CLOEXEC | (!writable ? O_RDONLY : options.read ? O_RDWR : O_WRONLY);
@@ -235,7 +238,8 @@ void Device::check_can_grow_to(std::uint64_t bytes) const {
 void Device::grow_to(std::uint64_t bytes) {
   if (identity_.is_block || size_bytes_ >= bytes) return;
   if (::ftruncate(direct_fd_.get(), static_cast<off_t>(bytes)) != 0)
-    fail(errno, role_, path_, std::string("cannot be grown to ") + std::to_string(bytes) + " bytes: " + std::strerror(errno));
+    fail(errno, role_, path_,
+         std::string("cannot be grown to ") + std::to_string(bytes) + " bytes: " + std::strerror(errno));
   size_bytes_ = bytes;
 }
 

@@ -312,9 +312,9 @@ void KcopydClient::queue(std::unique_ptr<Job> job) {
   JobResult& result = job->result;
   result.sectors_total = job->from.count;
   // Disjoint ranges need a good sector between them: a small job needs little room.
-  const auto room = list_error_ranges_ ? static_cast<std::size_t>(std::min<std::uint64_t>(
-                                             listed_ranges, job->from.count / 2 + 1))
-                                       : 0;
+  const auto room = list_error_ranges_
+                        ? static_cast<std::size_t>(std::min<std::uint64_t>(listed_ranges, job->from.count / 2 + 1))
+                        : 0;
   result.read_errors = ErrorRanges(job->zeroing ? 0 : room);
   for (unsigned d = 0; d < job->num_dests; ++d) {
     result.write_errors[d] = ErrorRanges(room);
@@ -427,8 +427,8 @@ void KcopydClient::submit_started() {
 }
 
 // Stage free -> reading: one sub-job of `job`, if it has one to start and
-// there is a free sub-job, pages for it and the pacer's leave. A zero job has nothing to read: its
-// sub-jobs go straight to writing, from the shared zeroes.
+// there is a free sub-job, pages for it and the pacer's leave. A zero job has
+// nothing to read: its sub-jobs go straight to writing, from the shared zeroes.
 KcopydClient::Start KcopydClient::start_sub_job(Job& job) {
   if (!job.may_start(stop_requested_.load(std::memory_order_relaxed))) return Start::none;
   if (free_sub_jobs_.empty() || (pacer_ && !pacer_->may_start(Pacer::Clock::now()))) return Start::starved;

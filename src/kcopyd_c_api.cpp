@@ -40,7 +40,7 @@ struct AttachedEndpoint {
 struct kcopyd_client {
   std::mutex mutex;  // orders add_endpoint calls; guards what follows
   std::vector<AttachedEndpoint> endpoints;
-  std::vector<kcopy::DeviceIdentity> media;  // placement medium i is media[i]
+  std::vector<kcopy::DeviceIdentity> media;     // placement medium i is media[i]
   std::unique_ptr<kcopy::KcopydClient> client;  // last: destroyed first, waiting for every job
 };
 
@@ -81,8 +81,10 @@ int endpoint_of(kcopyd_client& kc, const kcopyd_bdev& bdev) {
   kcopy::FdEndpoint fds = dev.endpoint();
   fds.placement = {static_cast<unsigned>(medium - kc.media.begin()), dev.medium().offset};
   const int index = kc.client->add_endpoint(fds);
-  if (index < 0) return fail(-index, "the client has used " + std::to_string(kc.endpoints.size()) + " devices, the most it can");
-  kc.endpoints.push_back({dev.direct_fd(), dev.buffered_fd(), dev.alignment(), dev.medium(), static_cast<unsigned>(index)});
+  if (index < 0)
+    return fail(-index, "the client has used " + std::to_string(kc.endpoints.size()) + " devices, the most it can");
+  kc.endpoints.push_back(
+      {dev.direct_fd(), dev.buffered_fd(), dev.alignment(), dev.medium(), static_cast<unsigned>(index)});
   return index;
 }
 

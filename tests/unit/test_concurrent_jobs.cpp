@@ -1,7 +1,7 @@
 // Many jobs on one client at once (dm-kcopyd's clients run every job queued):
 // they share the page pool, finish in any order, and each gets its own result.
-#include <catch2/catch.hpp>
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <mutex>
 #include <thread>
 #include <vector>

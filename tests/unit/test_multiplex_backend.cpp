@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "backend_harness.hpp"
+#include "nbdkit_server.hpp"
 #include "kcopy/aio_backend.hpp"
 #include "kcopy/error.hpp"
 #include "kcopy/multiplex_backend.hpp"
@@ -27,6 +28,7 @@
 #include "kcopy/uring_backend.hpp"
 
 using namespace kcopy;
+using kcopy::test::Nbdkit;
 using kcopy::test::each_once;
 using kcopy::test::endpoint;
 using kcopy::test::reap_all;
@@ -35,64 +37,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// `nbdkit -f --exit-with-parent -U SOCKET ARGS...` in a temporary directory;
-// killed and removed at the end (as in test_nbd_backend.cpp).
-class Nbdkit {
- public:
-  static std::unique_ptr<Nbdkit> start(const std::vector<std::string>& args) {
-    if (std::system("command -v nbdkit >/dev/null 2>&1") != 0) {
-      WARN("nbdkit is not installed (apt-get install nbdkit): NBD test skipped");
-      return nullptr;
-    }
-    return std::unique_ptr<Nbdkit>(new Nbdkit(args));
-  }
-  ~Nbdkit() {
-    kill();
-    ::unlink(socket_.c_str());
-    ::unlink(pidfile_.c_str());
-    ::rmdir(dir_.c_str());
-  }
-  std::string uri() const { return "nbd+unix:///?socket=" + socket_; }
-  void kill() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-
- private:
-  explicit Nbdkit(const std::vector<std::string>& args) {
-    char name[] = "/tmp/kcopy-nbd-XXXXXX";
-    REQUIRE(::mkdtemp(name) != nullptr);
-    dir_ = name;
-    socket_ = dir_ + "/sock";
-    pidfile_ = dir_ + "/pid";
-    std::vector<std::string> all = {"nbdkit", "-f", "--exit-with-parent", "-U", socket_, "-P", pidfile_};
-    all.insert(all.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (std::string& a : all) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_ = ::fork();
-    REQUIRE(pid_ >= 0);
-    if (pid_ == 0) {
-      ::dup2(::open("/dev/null", O_WRONLY), STDERR_FILENO);
-      ::execvp("nbdkit", argv.data());
-      ::_exit(127);
-    }
-    const auto give_up = Clock::now() + std::chrono::seconds(10);
-    struct stat st {};
-    while (::stat(pidfile_.c_str(), &st) != 0 || st.st_size == 0) {
-      int status = 0;
-      REQUIRE(::waitpid(pid_, &status, WNOHANG) == 0);
-      REQUIRE(Clock::now() < give_up);
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-  }
-  std::string dir_;
-  std::string socket_;
-  std::string pidfile_;
-  pid_t pid_ = -1;
-};
 
 enum class Local { uring, aio, sync };
 
