@@ -101,9 +101,10 @@ struct kcopyd_client;
  * is smaller); a job takes the pages its sub-jobs need, and waits for pages
  * while other jobs hold them. Stores the client in *result (owned by the
  * caller, freed by kcopyd_client_destroy) and returns 0.
- * Errors: -EINVAL (NULL result, more than 262144 pages or half the memory),
- * -ENOMEM, or the errno of setting up io_uring/libaio (-EAGAIN when
- * /proc/sys/fs/aio-max-nr is exhausted). Mirrors dm_kcopyd_client_create. */
+ * Errors: -EINVAL (NULL result), -ENOMEM (no memory, or more pages than half
+ * of the machine's memory), or the errno of setting up io_uring/libaio
+ * (-EAGAIN when /proc/sys/fs/aio-max-nr is exhausted).
+ * Mirrors dm_kcopyd_client_create. */
 KCOPYD_API int kcopyd_client_create(unsigned int num_pages, struct kcopyd_client **result);
 
 /* Queues a copy of `from` to each of `dests[0..num_dests)` and returns at
