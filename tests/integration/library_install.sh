@@ -70,7 +70,7 @@ restore_device "$d1" "$d1_orig"
 mnt=$(mount_tmpfs 24M)
 truncate -s 32M "$mnt/full.img"
 fallocate -o 0 -l 16M "$mnt/full.img"  # the first 16 MiB are stored: writing there needs no more room
-dd if=/dev/zero of="$mnt/filler" bs=1M status=none 2>/dev/null || true  # fill the rest
+dd if=/dev/zero of="$mnt/filler" bs=4K status=none 2>/dev/null || true  # fill the rest, to the last page
 full=$(attach "$mnt/full.img")
 status=0
 timeout 60 "$SCRATCH/example-c" "$src" "$d1" "$full" 64 >"$SCRATCH/out" 2>"$SCRATCH/err" || status=$?
