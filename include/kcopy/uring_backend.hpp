@@ -55,9 +55,10 @@ class UringBackend final : public IoBackend {
   /// As IoBackend says; waits in io_uring_enter, and a signal does not end the
   /// wait (as AioContext::get_events).
   std::size_t reap(std::span<IoRequest*> out, std::size_t min_completions) override;
+  /// As IoBackend says: not a fixed file, its requests name the descriptors.
+  int add_endpoint(const FdEndpoint& endpoint) override;
   /// fdatasync(2) of the endpoint's direct descriptor, done here synchronously
   /// (as AioBackend does): 0 or -errno.
-  int add_endpoint(const FdEndpoint& endpoint) override;
   int flush(unsigned endpoint) override;
   std::uint32_t alignment(unsigned endpoint) const override { return endpoints_[endpoint].fds.alignment; }
   Placement placement(unsigned endpoint) const override { return endpoints_[endpoint].fds.placement; }
