@@ -27,7 +27,10 @@ class Formatter : public CLI::Formatter {
     return "\nRegions:\n"
            "  SOURCE                      PATH[:SECTOR[:COUNT]]: sector defaults to 0, count to the end\n"
            "  DEST                        PATH[:SECTOR[:COUNT]]: sector defaults to 0, count to the source's\n"
-           "                              (with --zero: the first DEST's count defaults to the end of it)\n";
+           "                              (with --zero: the first DEST's count defaults to the end of it)\n"
+           "  PATH                        a block device, an image file, or an NBD URI: nbd://HOST[:PORT]/EXPORT,\n"
+           "                              nbd+unix:///EXPORT?socket=SOCKET (nbds:// with TLS); the fields follow\n"
+           "                              the URI's path or query: nbd://host/disk:2048:1G\n";
   }
 };
 
@@ -61,8 +64,9 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
   bool progress = false;
 
   CLI::App app{
-      "kcopy: copy a range of 512-byte sectors from one block device or image file to up to six others,\n"
-      "asynchronously with O_DIRECT and io_uring or libaio, through a bounded page pool (a userspace dm-kcopyd).\n"
+      "kcopy: copy a range of 512-byte sectors from one block device, image file or NBD export to up to\n"
+      "six others, asynchronously with O_DIRECT and io_uring or libaio (libnbd for NBD), through a bounded\n"
+      "page pool (a userspace dm-kcopyd).\n"
       "REGION := PATH[:SECTOR[:COUNT]], in 512-byte sectors; decimal or 0x hex; suffixes\n"
       "s, K/KiB, M/MiB, G/GiB, T/TiB make a byte size. Exit status: 0 all copied; bit i-1 set if\n"
       "destination i failed; +64 source read error; 128 nothing copied (bad arguments, device\n"

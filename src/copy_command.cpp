@@ -9,14 +9,17 @@
 #include <chrono>
 #include <cstring>
 #include <iostream>
+#include <memory>
 #include <optional>
 
+#include "kcopy/copy_endpoints.hpp"
 #include "kcopy/copy_plan.hpp"
 #include "kcopy/device.hpp"
 #include "kcopy/dry_run_plan.hpp"
 #include "kcopy/error.hpp"
 #include "kcopy/io_engine.hpp"
 #include "kcopy/kcopyd.hpp"
+#include "kcopy/nbd_uri.hpp"
 #include "kcopy/overlap.hpp"
 #include "kcopy/page_pool.hpp"
 #include "kcopy/progress.hpp"
@@ -54,68 +57,21 @@ struct SetupUndo {
   }
 };
 
-// The devices of a copy: each opened once, whatever number of regions it holds
-// (a second O_EXCL open of a block device would fail with EBUSY), so that the
-// engine sees regions on one endpoint as regions on one device (memmove order).
-struct OpenedDevices {
-  std::vector<Device> devices;
-  std::vector<std::size_t> device_of;  // region i is on devices[device_of[i]]
-};
-
-OpenedDevices open_devices(const std::vector<RegionArg>& args, const Options& options, SetupUndo& undo) {
-  OpenedDevices out;
-  std::vector<std::optional<DeviceIdentity>> ids;
-  std::vector<std::size_t> first_region;  // of each device
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    ids.push_back(Device::identify(args[i].path));
-    std::size_t k = 0;
-    while (k < first_region.size() && !(ids[i] && ids[first_region[k]] == ids[i])) ++k;
-    if (k == first_region.size()) first_region.push_back(i);
-    out.device_of.push_back(k);
-  }
-  for (std::size_t k = 0; k < first_region.size(); ++k) {
-    const std::size_t i = first_region[k];
-    const auto first_dest = out.device_of.begin() + (options.zero ? 0 : 1);
-    const bool has_dest = std::find(first_dest, out.device_of.end(), k) != out.device_of.end();
-    // Read: the source, and destinations that --verify reads back.
-    const OpenOptions open{.read = (!options.zero && out.device_of[0] == k) || (options.verify && has_dest),
-                           .write = has_dest,
-                           .buffered = options.buffered,
-                           .exclusive = !options.force,
-                           .dry_run = options.dry_run};
-    const Device& dev = out.devices.emplace_back(Device::open(args[i].path, role_of(i, options), open));
-    if (dev.created()) undo.created.push_back(dev.path());
-    if (dev.direct_refused())
-      spdlog::info("{} {}: O_DIRECT is not supported there; using buffered I/O", role_of(i, options),
-                   quote(dev.path()));
-  }
-  return out;
-}
-
-// The backend's view of the devices: one endpoint each, with its placement on
-// the medium it shares with other endpoints (a loop device and its backing file).
-std::vector<FdEndpoint> fd_endpoints(const std::vector<Device>& devices) {
-  std::vector<FdEndpoint> fds;
-  for (const Device& dev : devices) {
-    FdEndpoint ep = dev.endpoint();
-    unsigned medium = 0;
-    while (!(devices[medium].medium().id == dev.medium().id)) ++medium;
-    ep.placement = {medium, dev.medium().offset};
-    fds.push_back(ep);
-  }
-  return fds;
-}
-
-// What setup found of region i on `dev` (opened for writing when `written`).
-void record_device(RegionRecord& r, const Device& dev, bool written, const Options& options) {
+// What setup found of region i on endpoint k (written to when `written`).
+void record_endpoint(RegionRecord& r, const CopyEndpoints& endpoints, std::size_t k, bool written,
+                     const Options& options) {
+  const EndpointFacts& f = endpoints.facts(k);
+  const Device* dev = endpoints.device(k);
   r.opened = true;
-  r.is_block = dev.is_block();
-  r.size_bytes = dev.size_bytes();
-  r.logical_block_size = dev.logical_block_size();
-  r.direct = dev.is_direct();
+  r.path = f.name;
+  r.is_block = dev && dev->is_block();
+  r.size_bytes = f.size_bytes;
+  r.logical_block_size = f.logical_block_size;
+  r.direct = dev && dev->is_direct();
   r.written = written;
-  r.exclusive = written && dev.is_block() && !options.force;
-  r.would_create = dev.would_create();
+  r.exclusive = written && r.is_block && !options.force;
+  r.would_create = dev && dev->would_create();
+  r.nbd_connections = f.nbd_connections;
 }
 
 // The pool a copy can use: never more buffers than it has sub-jobs (plus a
@@ -129,11 +85,11 @@ std::uint64_t pages_for_copy(const Options& options, std::uint64_t copy_bytes) {
 // How the copy is done: the engine, its sub-jobs and pool, and the memmove
 // order where a destination overlaps the source (the engine's own rules).
 EngineRecord describe_engine(const ChosenBackend& chosen, const ClientConfig& config, const CopyPlan& plan,
-                             const std::vector<Device>& devices, const std::vector<FdEndpoint>& fds, bool zero) {
-  std::uint32_t alignment = devices[plan.from.endpoint].alignment();
-  for (const IoRegion& d : plan.dests) alignment = std::max(alignment, devices[d.endpoint].alignment());
+                             const CopyEndpoints& endpoints, bool zero) {
+  std::uint32_t alignment = endpoints.facts(plan.from.endpoint).alignment;
+  for (const IoRegion& d : plan.dests) alignment = std::max(alignment, endpoints.facts(d.endpoint).alignment);
   const auto span_of = [&](const IoRegion& r) {
-    const Placement& p = fds[r.endpoint].placement;
+    const Placement p = endpoints.placement(r.endpoint);
     return MediumSpan{p.medium, p.offset + sectors_to_bytes(r.sector), sectors_to_bytes(r.count)};
   };
   std::vector<MediumSpan> dests;
@@ -141,8 +97,12 @@ EngineRecord describe_engine(const ChosenBackend& chosen, const ClientConfig& co
   const OverlapOrder order = zero ? OverlapOrder{} : overlap_order(span_of(plan.from), dests);
   const SubJobPlan sub_jobs(sectors_to_bytes(plan.from.sector), sectors_to_bytes(plan.from.count), config.io_size,
                             alignment);
+  bool nbd = false;
+  for (std::size_t k = 0; k < endpoints.size(); ++k) nbd |= endpoints.facts(k).nbd;
+  bool local = false;
+  for (std::size_t k = 0; k < endpoints.size(); ++k) local |= !endpoints.facts(k).nbd;
   return {
-      .engine = io_engine_name(chosen.engine),
+      .engine = !local ? "nbd" : std::string(io_engine_name(chosen.engine)) + (nbd ? "+nbd" : ""),
       .reason = chosen.reason,
       .io_size = config.io_size,
       .sub_jobs = sub_jobs.count(),
@@ -157,9 +117,9 @@ EngineRecord describe_engine(const ChosenBackend& chosen, const ClientConfig& co
 // first, so that it runs last: after the devices are closed.
 struct PreparedCopy {
   SetupUndo undo;
-  OpenedDevices opened;
+  std::unique_ptr<CopyEndpoints> opened;
   std::vector<EndpointInfo> endpoints;  // of the regions (0 = source)
-  CopyPlan plan;                        // endpoints are indexes into opened.devices
+  CopyPlan plan;                        // endpoints are indexes into opened's endpoints
   ClientConfig config;
   ChosenBackend chosen;
 };
@@ -175,43 +135,47 @@ void prepare_copy(const Options& options, PreparedCopy& p, RunRecord& record) {
   for (std::size_t i = 0; i < options.regions.size(); ++i) {
     RegionRecord& r = record.regions.emplace_back();
     r.role = role_of(i, options);
-    r.argument = options.regions[i];
+    r.argument = is_nbd_uri(options.regions[i]) ? redacted_region(options.regions[i]) : options.regions[i];
   }
   std::vector<RegionArg> args;
   for (std::size_t i = 0; i < options.regions.size(); ++i) {
     const RegionArg& arg = args.emplace_back(parse_region(options.regions[i], role_of(i, options), exists));
-    record.regions[i].path = arg.path;
+    record.regions[i].path = arg.nbd ? redacted_uri(arg.path) : arg.path;
     record.regions[i].sector = arg.sector;
     record.regions[i].count = arg.count;
   }
 
-  p.opened = open_devices(args, options, p.undo);
-  const std::vector<Device>& devices = p.opened.devices;
-  const std::vector<std::size_t>& device_of = p.opened.device_of;
+  std::vector<std::string> roles;
+  for (std::size_t i = 0; i < args.size(); ++i) roles.push_back(role_of(i, options));
+  p.opened = std::make_unique<CopyEndpoints>(args, roles, options, p.undo.created);
+  const CopyEndpoints& opened = *p.opened;
   const std::size_t first_dest = options.zero ? 0 : 1;
   for (std::size_t i = 0; i < args.size(); ++i) {
-    const Device& dev = devices[device_of[i]];
-    p.endpoints.push_back({role_of(i, options), args[i].path, dev.size_bytes(), !dev.is_block(), dev.medium()});
-    const bool written = std::find(device_of.begin() + first_dest, device_of.end(), device_of[i]) != device_of.end();
-    record_device(record.regions[i], dev, written, options);
+    const std::size_t k = opened.endpoint_of(i);
+    const EndpointFacts& f = opened.facts(k);
+    p.endpoints.push_back({role_of(i, options), f.name, f.size_bytes, f.growable, f.medium});
+    bool written = false;
+    for (std::size_t j = first_dest; j < args.size(); ++j) written |= opened.endpoint_of(j) == k;
+    record_endpoint(record.regions[i], opened, k, written, options);
   }
   CopyPlan& plan = p.plan = options.zero ? plan_zero(args, p.endpoints) : plan_copy(args, p.endpoints);
   // The reports name destination d by endpoints[d + 1]: a zero run has no source there.
   if (options.zero) p.endpoints.insert(p.endpoints.begin(), EndpointInfo{"source", "", 0, false, {}});
-  for (auto& d : plan.dests) d.endpoint = static_cast<unsigned>(device_of[d.endpoint]);
-  plan.from.endpoint = options.zero ? plan.dests[0].endpoint : static_cast<unsigned>(device_of[0]);
+  for (auto& d : plan.dests) d.endpoint = static_cast<unsigned>(opened.endpoint_of(d.endpoint));
+  plan.from.endpoint = options.zero ? plan.dests[0].endpoint : static_cast<unsigned>(opened.endpoint_of(0));
   if (!options.zero) {
     record.regions[0].sector = plan.from.sector;
     record.regions[0].count = plan.from.count;
   }
   for (std::size_t d = 0; d < plan.dests.size(); ++d) {
     const IoRegion& r = plan.dests[d];
-    const Device& dev = devices[r.endpoint];
-    dev.check_can_grow_to(end_byte(r));
     RegionRecord& rec = record.regions[d + first_dest];
     rec.sector = r.sector;
     rec.count = r.count;
-    if (!dev.is_block() && end_byte(r) > dev.size_bytes()) rec.grows_to = end_byte(r);
+    const Device* dev = opened.device(r.endpoint);
+    if (!dev) continue;  // an NBD export: never grown (the plan checked the range)
+    dev->check_can_grow_to(end_byte(r));
+    if (!dev->is_block() && end_byte(r) > dev->size_bytes()) rec.grows_to = end_byte(r);
   }
 
   const std::uint64_t copy_bytes = sectors_to_bytes(plan.from.count);
@@ -219,10 +183,10 @@ void prepare_copy(const Options& options, PreparedCopy& p, RunRecord& record) {
   p.config = {(options.verify ? 2 : 1) * pages_for_copy(options, copy_bytes), options.io_size, /*io_thread=*/false,
               options.throttle, options.max_rate};
   const std::size_t max_requests = KcopydClient::max_requests(p.config, static_cast<unsigned>(plan.dests.size()));
-  const std::vector<FdEndpoint> fds = fd_endpoints(devices);
-  p.chosen = make_backend(options.io_engine, fds, max_requests, copy_bytes, options.io_size);
-  spdlog::debug("I/O engine: {} ({})", io_engine_name(p.chosen.engine), p.chosen.reason);
-  record.engine = describe_engine(p.chosen, p.config, plan, devices, fds, options.zero);
+  p.chosen = p.opened->make_backend(options.io_engine, max_requests, copy_bytes, options.io_size);
+  record.engine = describe_engine(p.chosen, p.config, plan, opened, options.zero);
+  spdlog::debug("I/O engine: {} ({}); up to {} requests in flight", record.engine->engine, p.chosen.reason,
+                max_requests);
 }
 
 // Runs the prepared copy on this thread (no I/O thread to start: start-up
@@ -247,9 +211,10 @@ int run_copy(const Options& options, PreparedCopy& p, StopSignals& signals, Stde
       spdlog::info(
           "--write-seq: --ignore-errors does not apply (as in dm-kcopyd): a write error drops that destination");
     for (const IoRegion& d : plan.dests) {
-      Device& dev = p.opened.devices[d.endpoint];
-      if (!dev.is_block()) p.undo.grown.emplace_back(dev.path(), dev.size_bytes());
-      dev.grow_to(end_byte(d));
+      Device* dev = p.opened->device(d.endpoint);
+      if (!dev) continue;  // an NBD export
+      if (!dev->is_block()) p.undo.grown.emplace_back(dev->path(), dev->size_bytes());
+      dev->grow_to(end_byte(d));
     }
     p.undo.committed = true;  // from here on, data is written
     signals.attach(client, plan.from.count);

@@ -24,7 +24,10 @@ std::string range(const RegionRecord& r) {
 // The device line: what it is, its size, its block size, how it is opened.
 std::string device(const RegionRecord& r, bool is_source) {
   std::string out;
-  if (r.is_block)
+  if (r.nbd_connections)
+    out = "NBD export of " + std::to_string(r.size_bytes) + " bytes, " + std::to_string(r.nbd_connections) +
+          (r.nbd_connections == 1 ? " connection" : " connections");
+  else if (r.is_block)
     out = "block device of " + std::to_string(bytes_to_sectors(r.size_bytes)) + " sectors";
   else if (r.would_create)
     out = "regular file, would be created with " + std::to_string(r.grows_to.value_or(0)) + " bytes";
@@ -34,7 +37,7 @@ std::string device(const RegionRecord& r, bool is_source) {
   else
     out = "regular file of " + std::to_string(r.size_bytes) + " bytes";
   out += ", logical block " + std::to_string(r.logical_block_size) + " bytes";
-  out += r.direct ? ", O_DIRECT" : ", buffered";
+  if (!r.nbd_connections) out += r.direct ? ", O_DIRECT" : ", buffered";
   if (!r.written)
     out += ", read-only";
   else if (r.is_block)

@@ -51,6 +51,7 @@ json region(const RegionRecord& r) {
       {"exclusive", r.opened ? json(r.exclusive) : json(nullptr)},
       {"would_create", r.would_create},
       {"grows_to", or_null(r.grows_to)},
+      {"nbd_connections", r.opened && r.nbd_connections ? json(r.nbd_connections) : json(nullptr)},
   };
   return j;
 }

@@ -58,15 +58,22 @@ NbdExport::~NbdExport() = default;
 
 NbdExport NbdExport::open(const std::string& uri, const std::string& role, const NbdOpenOptions& options) {
   const std::string name = role + " " + quote(redacted_uri(uri));
-  auto connect = [&uri]() -> Handle {
+  // The URI is the user's own, typed on the command line: it may name local
+  // files (tls-psk-file, tls-certificates), as nbdcopy allows.
+  const auto create = []() {
     Handle h(nbd_create());
+    if (h) nbd_set_uri_allow_local_file(h.get(), true);
+    return h;
+  };
+  auto connect = [&uri, &create]() -> Handle {
+    Handle h = create();
     if (!h) return h;
     if (nbd_connect_uri(h.get(), uri.c_str()) == -1) return Handle();
     return h;
   };
   NbdExport ex;
   ex.uri_ = uri;
-  Handle first(nbd_create());
+  Handle first = create();
   if (!first) throw Error(name + ": cannot create an NBD handle: " + nbd_message(uri), nbd_errno_or(ENOMEM));
   if (nbd_connect_uri(first.get(), uri.c_str()) == -1)
     throw Error(name + ": cannot connect: " + nbd_message(uri), nbd_errno_or(ECONNREFUSED));

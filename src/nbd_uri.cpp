@@ -217,4 +217,15 @@ std::vector<std::string> uri_secrets(std::string_view uri) {
   return out;
 }
 
+std::string redacted_region(std::string_view arg) {
+  try {
+    const NbdRegionArg split = split_nbd_region(arg);
+    std::string out = redacted_uri(split.uri);
+    for (const std::string& f : split.fields) out += ":" + f;
+    return out;
+  } catch (const Error&) {
+    return redacted_uri(arg);
+  }
+}
+
 }  // namespace kcopy

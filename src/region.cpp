@@ -5,9 +5,13 @@
 
 #include <array>
 #include <charconv>
+#include <functional>
 #include <limits>
+#include <span>
+#include <vector>
 
 #include "kcopy/error.hpp"
+#include "kcopy/nbd_uri.hpp"
 #include "kcopy/quote.hpp"
 #include "kcopy/units.hpp"
 
@@ -96,9 +100,49 @@ bool looks_numeric(std::string_view field) {
   return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == ' ' || c == '\t';
 }
 
+// Parses the typed SECTOR (fields[0]) and COUNT (fields[1]) into `region`.
+void parse_fields(std::span<const std::string_view> fields, RegionArg& region,
+                  const std::function<Error(const std::string&)>& fail, bool none_exists) {
+  for (std::size_t k = 0; k < fields.size(); ++k) {
+    const std::string_view name = k == 0 ? "SECTOR" : "COUNT";
+    const std::string_view field = fields[k];
+    if (field.empty()) throw fail("empty " + std::string(name) + " field");
+    std::uint64_t sectors = 0;
+    std::string why = parse_sector_count(field, sectors);
+    if (!why.empty()) {
+      // The one case where a missing by-path name, not a typo, may be what went wrong.
+      if (none_exists && why.rfind("is not a number", 0) == 0) why += "; and no file has the whole name";
+      throw fail(quoted(name, field) + why);
+    }
+    (k == 0 ? region.sector : region.count) = sectors;
+  }
+  if (region.count == 0u) throw fail("COUNT must be at least 1 sector");
+  // Each value fits in bytes on its own; the end of the range must too.
+  const std::uint64_t max_sectors = bytes_to_sectors(max_u64);
+  if (region.count && *region.count > max_sectors - region.sector.value_or(0))
+    throw fail("SECTOR + COUNT is too large (the region would end at 2^64 bytes or beyond)");
+}
+
+// An NBD URI with its fields: never looked up as a file.
+RegionArg parse_nbd_region(std::string_view arg, std::string_view role) {
+  const std::string prefix = std::string(role) + " " + quote(redacted_uri(arg)) + ": ";
+  const auto fail = [&](const std::string& what) { return Error(prefix + what); };
+  NbdRegionArg split;
+  try {
+    split = split_nbd_region(arg);
+  } catch (const Error& e) {
+    throw Error(std::string(role) + ": " + e.what());
+  }
+  RegionArg region{split.uri, std::nullopt, std::nullopt, /*nbd=*/true};
+  const std::vector<std::string_view> fields(split.fields.begin(), split.fields.end());
+  parse_fields(fields, region, fail, false);
+  return region;
+}
+
 }  // namespace
 
 RegionArg parse_region(std::string_view arg, std::string_view role, const PathExists& exists) {
+  if (is_nbd_uri(arg)) return parse_nbd_region(arg, role);
   const std::string prefix = std::string(role) + " " + quote(arg) + ": ";
   auto fail = [&](const std::string& what) { return Error(prefix + what); };
 
@@ -136,25 +180,9 @@ RegionArg parse_region(std::string_view arg, std::string_view role, const PathEx
 
   RegionArg region{std::string(path_of(fields)), std::nullopt, std::nullopt};
   if (region.path.empty()) throw fail("empty PATH");
-  for (std::size_t k = fields; k >= 1; --k) {
-    const std::string_view name = k == fields ? "SECTOR" : "COUNT";
-    const std::string_view field = field_of(k);
-    if (field.empty()) throw fail("empty " + std::string(name) + " field");
-    std::uint64_t sectors = 0;
-    std::string why = parse_sector_count(field, sectors);
-    if (!why.empty()) {
-      // The one case where a missing by-path name, not a typo, may be what went wrong.
-      if (none_exists && why.rfind("is not a number", 0) == 0) why += "; and no file has the whole name";
-      throw fail(quoted(name, field) + why);
-    }
-    (k == fields ? region.sector : region.count) = sectors;
-  }
-
-  if (region.count == 0u) throw fail("COUNT must be at least 1 sector");
-  // Each value fits in bytes on its own; the end of the range must too.
-  const std::uint64_t max_sectors = bytes_to_sectors(max_u64);
-  if (region.count && *region.count > max_sectors - region.sector.value_or(0))
-    throw fail("SECTOR + COUNT is too large (the region would end at 2^64 bytes or beyond)");
+  std::vector<std::string_view> typed;  // SECTOR, COUNT
+  for (std::size_t k = fields; k >= 1; --k) typed.push_back(field_of(k));
+  parse_fields(typed, region, fail, none_exists);
   return region;
 }
 

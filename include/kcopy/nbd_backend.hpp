@@ -30,9 +30,9 @@ struct NbdOpenOptions {
 /// closes its handles (nbd_close) when destroyed. Used from one thread at a time.
 class NbdExport {
  public:
-  /// Connects to `uri` (nbd_connect_uri; the URI's tls-psk-file and
-  /// tls-certificates are refused by libnbd's default, which reads no local
-  /// file a URI names), then opens more connections, up to
+  /// Connects to `uri` (nbd_connect_uri; local files the URI names, its
+  /// tls-psk-file and tls-certificates, are allowed, as nbdcopy allows them:
+  /// the URI is the user's own), then opens more connections, up to
   /// options.max_connections, if the server says multi-conn is safe
   /// (nbd_can_multi_conn); a further connection that fails is done without.
   /// Throws kcopy::Error "ROLE 'URI': why" (the URI redacted, see

@@ -61,4 +61,9 @@ std::string redacted_uri(std::string_view uri);
 /// std::bad_alloc.
 std::vector<std::string> uri_secrets(std::string_view uri);
 
+/// A region argument (`URI[:SECTOR[:COUNT]]`, is_nbd_uri) safe to print: its URI
+/// redacted, its fields kept. Never throws but std::bad_alloc (a malformed
+/// argument is redacted whole).
+std::string redacted_region(std::string_view arg);
+
 }  // namespace kcopy

@@ -16,6 +16,7 @@ struct RegionArg {
   std::string path;
   std::optional<std::uint64_t> sector;
   std::optional<std::uint64_t> count;
+  bool nbd = false;  ///< `path` is an NBD URI (is_nbd_uri), not a file
 };
 
 /// Tells whether a path names an existing file (of any type). Injected so that
@@ -23,6 +24,10 @@ struct RegionArg {
 using PathExists = std::function<bool(const std::string&)>;
 
 /// Parses one REGION argument: PATH [ ":" SECTOR [ ":" COUNT ] ].
+///
+/// An NBD URI (is_nbd_uri) is recognised first: its fields are split off only
+/// after its path or query (split_nbd_region), `exists` is not asked, `nbd` is
+/// set, and messages name the URI with its secrets redacted (redacted_uri).
 ///
 /// Which ':' separate fields (a path may contain ':', as every by-path name does):
 /// - The readings are: the whole argument as PATH; PATH:SECTOR split at the last ':';

@@ -30,6 +30,7 @@ struct RegionRecord {
   bool exclusive = false;                 ///< opened (a dry run: checked) with O_EXCL
   bool would_create = false;              ///< a dry run: a missing file the copy would create
   std::optional<std::uint64_t> grows_to;  ///< a file the copy extends: its new size in bytes
+  unsigned nbd_connections = 0;           ///< an NBD export: its connections (else 0)
 };
 
 /// How the copy is (or, in a dry run, would be) done.

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# An NBD server killed (SIGKILL, as a crash would end it) in the middle of a
+# copy is that endpoint's error, never a hang:
+#   - the destination's server: kcopy ends within BOUND seconds of the kill
+#     with exactly that destination's bit (2); stderr names destination 2 with
+#     an error; the loop destination is a complete, byte-exact copy; the dead
+#     export's file holds, sector by sector, the source's or its old bytes,
+#     some but not all of them (so the kill really came mid-copy);
+#   - the source's server: kcopy ends within BOUND seconds with exactly 64;
+#     stderr names the source with an error; each destination (a loop device,
+#     an nbdkit file export) holds the source's or its old bytes, sector by
+#     sector, and only part of the copy.
+# The copies are slowed with --max-rate 8M (32 MiB: about 4 s), the kill comes
+# after 1 s.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$TESTS_DIR/nbd_lib.sh"
+need_root
+need_kcopy
+need_nbdkit
+need_python
+
+BOUND=20       # seconds from the kill to kcopy's exit, at most
+SECTORS=65536  # 32 MiB
+RATE=8M
+DELAY=1
+
+src_img=$(make_image src.img 32M)
+src_orig=$(pristine_copy "$src_img")
+src=$(attach "$src_img")
+nsrc_img=$(make_image nsrc.img 32M) # an NBD source
+nsrc_orig=$(pristine_copy "$nsrc_img")
+dl_img=$(make_image dl.img 32M)
+dl_orig=$(pristine_copy "$dl_img")
+dl=$(attach "$dl_img")
+d2_img=$(make_image d2.img 32M) # an NBD destination
+d2_orig=$(pristine_copy "$d2_img")
+
+# run_and_kill WANT SERVER ARGS...: kcopy ARGS in the background; after DELAY
+# seconds, while it still runs, SIGKILL the NBD server SERVER; kcopy must then
+# exit WANT within BOUND seconds.  Stdout and stderr in
+# $STDOUT_FILE and $STDERR_FILE as expect_status leaves them.
+run_and_kill() {
+    local want=$1 server=$2 rc=0 t0 t1 pid
+    shift 2
+    printf '  $ %s &   # kill -9 NBD server %s after %s s; want exit %s within %s s of the kill\n' \
+        "$(show_cmd "$KCOPY" "$@")" "$server" "$DELAY" "$want" "$BOUND"
+    timeout -k 5 $((DELAY + BOUND + 10)) "$KCOPY" "$@" >"$STDOUT_FILE" 2>"$STDERR_FILE" </dev/null &
+    _CHILD_PID=$!
+    sleep "$DELAY"
+    pid=$(pgrep -P "$_CHILD_PID" -x kcopy || true)
+    if [[ -z $pid ]] || ! _alive "$pid"; then
+        fail "kcopy ended (or never ran) before ${DELAY} s: the kill would not come mid-copy"
+    fi
+    t0=$(now_ms)
+    nbd_kill "$server"
+    wait "$_CHILD_PID" || rc=$?
+    t1=$(now_ms)
+    _CHILD_PID=
+    if [[ -s $STDERR_FILE ]]; then sed 's/^/    stderr: /' "$STDERR_FILE"; fi
+    printf '    kcopy exited %s, %d.%03d s after the kill\n' "$rc" $(((t1 - t0) / 1000)) $(((t1 - t0) % 1000))
+    ((rc != 124 && rc != 137)) || fail "kcopy hung: killed by timeout(1) after the server died"
+    ((t1 - t0 <= BOUND * 1000)) || fail "kcopy took $((t1 - t0)) ms after the kill, more than ${BOUND} s"
+    ((rc == want)) || fail "exit status $rc, want $want"
+}
+
+reset_all() {
+    restore_device "$dl" "$dl_orig"
+    restore_file "$d2_img" "$d2_orig"
+}
+
+destination_killed() {
+    reset_all
+    nbd_start d2 file "$d2_img"
+    check "destination 2's server is killed mid-copy: exit exactly 2 within ${BOUND} s, destination 1 exact"
+    run_and_kill 2 d2 --max-rate "$RATE" "$src" "$dl" "$NBD_URI"
+    stderr_line_with "^kcopy: destination 2 '" "[Ee]rror" || fail "no stderr line names destination 2 with an error"
+    ! stderr_line_with "destination 1([^0-9]|$)" "[Ee]rror" || fail "stderr reports an error on destination 1"
+    ! stderr_line_with "^kcopy: source " "[Ee]rror" || fail "stderr reports a source error"
+    expect_matches_model "destination 1 (loop)" "$dl" "$src_orig"
+    local copied
+    copied=$(count_copied_sectors "destination 2 (the dead export's file)" "$d2_img" 0 "$src_orig" 0 "$d2_orig" "$SECTORS")
+    ((copied > 0 && copied < SECTORS)) || fail "the dead export got $copied of $SECTORS sectors: the kill was not mid-copy"
+}
+
+source_killed() {
+    reset_all
+    nbd_start nsrc -r file "$nsrc_img"
+    local u_src=$NBD_URI
+    nbd_start d2 file "$d2_img"
+    check "the source's server is killed mid-copy: exit exactly 64 within ${BOUND} s"
+    run_and_kill 64 nsrc --max-rate "$RATE" "$u_src" "$dl" "$NBD_URI:0"
+    stderr_line_with "^kcopy: source '" "[Ee]rror" || fail "no stderr line names the source with an error"
+    ! stderr_line_with "destination [0-9]" "[Ee]rror" || fail "stderr reports a destination error"
+    local copied n=1 dev orig
+    for dev in "$dl" "$d2_img"; do
+        orig=$dl_orig
+        [[ $dev == "$d2_img" ]] && orig=$d2_orig
+        copied=$(count_copied_sectors "destination $n" "$dev" 0 "$nsrc_orig" 0 "$orig" "$SECTORS")
+        ((copied > 0 && copied < SECTORS)) || fail "destination $n got $copied of $SECTORS sectors: the kill was not mid-copy"
+        n=$((n + 1))
+    done
+}
+
+run_case "destination server killed" destination_killed
+run_case "source server killed" source_killed
+
+((${#failed[@]} == 0)) || fail "failed: ${failed[*]}"
+pass
