@@ -127,6 +127,17 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
       ->check(CLI::Range(1u, 100u));
   app.add_option("--max-rate", max_rate, "read at most RATE bytes per second from the source, e.g. 50M")
       ->type_name("RATE");
+  CLI::Option* mapfile =
+      app.add_option("--mapfile", opt.mapfile,
+                     "record the copy in GNU ddrescue's mapfile FILE (finished, non-tried and bad areas,\n"
+                     "bytes on the source); an existing FILE resumes the copy: only what is not\n"
+                     "finished is copied (bad areas again only with --ignore-errors)")
+          ->type_name("FILE");
+  app.add_option("--mapfile-interval", opt.mapfile_interval,
+                 "rewrite the mapfile at least every SECONDS while areas finish (default 30)")
+      ->type_name("SECONDS")
+      ->check(CLI::PositiveNumber)
+      ->needs(mapfile);
   app.add_flag("-v,--verbose", verbose, "say more (repeat for more)");
   app.add_flag("-q,--quiet", quiet, "print errors only");
   app.set_version_flag("--version", std::string("kcopy ") + version);
@@ -141,6 +152,8 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
       throw Error("at most " + std::to_string(max_destinations) + " destinations (one exit-status bit each), got " +
                   std::to_string(opt.regions.size() - sources));
     if (opt.zero && opt.sparse) throw Error("--sparse reads a source; --zero has none");
+    if (opt.zero && !opt.mapfile.empty()) throw Error("--mapfile records a copy from a source; --zero has none");
+    if (mapfile->count() && opt.mapfile.empty()) throw Error("--mapfile needs a FILE name");
     if (!max_rate.empty()) {
       opt.max_rate = parse_bytes(max_rate, "--max-rate");
       if (opt.max_rate == 0) throw Error("--max-rate '" + max_rate + "' is zero: give a rate of at least 1 byte/s");

@@ -19,6 +19,7 @@
 #include "kcopy/error.hpp"
 #include "kcopy/io_engine.hpp"
 #include "kcopy/kcopyd.hpp"
+#include "kcopy/mapfile_copy.hpp"
 #include "kcopy/nbd_uri.hpp"
 #include "kcopy/overlap.hpp"
 #include "kcopy/page_pool.hpp"
@@ -122,7 +123,14 @@ struct PreparedCopy {
   CopyPlan plan;                        // endpoints are indexes into opened's endpoints
   ClientConfig config;
   ChosenBackend chosen;
+  std::unique_ptr<MapfileCopy> mapfile;  // --mapfile
 };
+
+unsigned copy_flags(const Options& options) {
+  return (options.no_flush ? copy_no_flush : 0u) | (options.ignore_errors ? copy_ignore_errors : 0u) |
+         (options.write_seq ? copy_write_seq : 0u) | (options.verify ? copy_verify : 0u) |
+         (options.sparse ? copy_sparse : 0u);
+}
 
 // Parses the regions, opens the devices (read-only for a dry run), checks the
 // plan and chooses the engine, recording each step in `record`. Throws
@@ -185,6 +193,11 @@ void prepare_copy(const Options& options, PreparedCopy& p, RunRecord& record) {
   const std::size_t max_requests = KcopydClient::max_requests(p.config, static_cast<unsigned>(plan.dests.size()));
   p.chosen = p.opened->make_backend(options.io_engine, max_requests, copy_bytes, options.io_size);
   record.engine = describe_engine(p.chosen, p.config, plan, opened, options.zero);
+  if (!options.mapfile.empty()) {
+    p.mapfile = std::make_unique<MapfileCopy>(options.mapfile, plan, p.endpoints, copy_flags(options), options.force,
+                                              options.mapfile_interval, record.engine->descending);
+    record.mapfile = p.mapfile->record();
+  }
   spdlog::debug("I/O engine: {} ({}); up to {} requests in flight", record.engine->engine, p.chosen.reason,
                 max_requests);
 }
@@ -198,12 +211,12 @@ int run_copy(const Options& options, PreparedCopy& p, StopSignals& signals, Stde
   const auto start = std::chrono::steady_clock::now();
   {
     KcopydClient client(std::move(p.chosen.backend), p.config);
-    const unsigned flags = (options.no_flush ? copy_no_flush : 0u) | (options.ignore_errors ? copy_ignore_errors : 0u) |
-                           (options.write_seq ? copy_write_seq : 0u) | (options.verify ? copy_verify : 0u) |
-                           (options.sparse ? copy_sparse : 0u);
+    const unsigned flags = copy_flags(options);
     // Queued before anything is grown: the engine's own refusals change nothing.
     const auto done = [&](const JobResult& r) { result = r; };
-    if (options.zero)
+    if (p.mapfile)
+      p.mapfile->start(client);
+    else if (options.zero)
       client.zero(plan.dests, flags, done);
     else
       client.copy(plan.from, plan.dests, flags, done);
@@ -217,17 +230,22 @@ int run_copy(const Options& options, PreparedCopy& p, StopSignals& signals, Stde
       dev->grow_to(end_byte(d));
     }
     p.undo.committed = true;  // from here on, data is written
-    signals.attach(client, plan.from.count);
+    const std::uint64_t total = p.mapfile ? p.mapfile->sectors_to_copy() : plan.from.count;
+    signals.attach(client, total);
     std::optional<ProgressReporter> progress;
     if (options.progress) {
       try {
         progress.emplace(sink, ::isatty(STDERR_FILENO) ? ProgressStyle::redraw : ProgressStyle::lines, client,
-                         plan.from.count, static_cast<unsigned>(plan.dests.size()), signals);
+                         total, static_cast<unsigned>(plan.dests.size()), signals);
       } catch (const std::exception& e) {
         spdlog::warn("no progress line: {}", e.what());  // the copy goes on without
       }
     }
     client.wait();  // returns when the copy has ended
+    if (p.mapfile) {
+      result = p.mapfile->finish();
+      record.mapfile = p.mapfile->record();
+    }
     if (progress) progress->finish(result);
     signals.detach();
   }

@@ -72,6 +72,12 @@ std::string dry_run_plan(const RunRecord& run) {
     }
     out += label("order") + order + "\n";
   }
+  if (const auto& m = run.mapfile)
+    out += label("mapfile") + quote(m->path) +
+           (m->existed ? ": " + std::to_string(m->finished_bytes_before) + " bytes finished, " +
+                             std::to_string(m->bytes_to_copy) + " to copy"
+                       : ": new, would be created") +
+           "\n";
   return out;
 }
 

@@ -137,6 +137,12 @@ std::string json_report(const RunRecord& run) {
       {"source", source},
       {"destinations", destinations},
       {"bytes", bytes},
+      {"mapfile", run.mapfile ? json{{"path", run.mapfile->path},
+                                     {"existed", run.mapfile->existed},
+                                     {"finished_bytes_before", run.mapfile->finished_bytes_before},
+                                     {"finished_bytes", run.mapfile->finished_bytes},
+                                     {"bytes_to_copy", run.mapfile->bytes_to_copy}}
+                              : json(nullptr)},
       {"seconds", std::round(seconds * 1e6) / 1e6},
       {"bytes_per_second", seconds > 0 ? static_cast<std::uint64_t>(std::llround(bytes / seconds)) : 0},
       {"plan", run.engine ? plan(*run.engine, destinations.size()) : json(nullptr)},

@@ -33,6 +33,8 @@ struct Options {
   bool sparse = false;         ///< --sparse: zero runs become punches
   unsigned throttle = 100;     ///< --throttle PERCENT (1-100; 100 = off)
   std::uint64_t max_rate = 0;  ///< --max-rate, bytes per second (0 = off)
+  std::string mapfile;         ///< --mapfile FILE ("" = none)
+  double mapfile_interval = 30;  ///< --mapfile-interval, seconds (> 0)
 };
 
 /// Parses argv. Returns the options, or an exit status when the run ends here:

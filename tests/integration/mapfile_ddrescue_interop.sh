@@ -67,7 +67,7 @@ map=$MAPS/a.map
 start_kcopy --max-rate 16M --mapfile-interval 0.2 --mapfile "$map" "$src" "$d"
 seen=$(wait_map_finished "$map" $((8 << 20)))
 echo "    the map showed $seen finished bytes; SIGTERM"
-kill -TERM "$BG_PID"
+kill -TERM "$BG_PID" 2>/dev/null || fail "(a) kcopy ended before SIGTERM could be sent"
 finish_kcopy 143
 expect_map_readable "kcopy's map after SIGTERM" "$map"
 cp "$map" "$MAPS/a.kcopy"

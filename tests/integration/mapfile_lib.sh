@@ -174,18 +174,22 @@ bg_running() {
 # ever replaced whole); fails if kcopy exits first: the map was not
 # rewritten during the copy.
 wait_map_finished() {
-    local map=$1 want=$2 have=0 out t0=$SECONDS
+    local map=$1 want=$2 have=0 out alive t0=$SECONDS
     while :; do
+        # Alive before the map is read: a map read then was written during the copy.
+        alive=0
+        bg_running && alive=1
         if [[ -e $map ]]; then
             out=$(ddrescuelog -t -- "$map" 2>&1) ||
                 fail "a mapfile read during the copy is not valid (not replaced whole?): $out"
             have=$(map_bytes "$map" +)
-            ((have >= want)) && break
+            ((have < want)) || break
         fi
-        bg_running || fail "kcopy exited before its mapfile showed $want finished bytes ($have): was it rewritten during the copy?"
+        ((alive)) || break
         ((SECONDS - t0 <= KCOPY_TEST_TIMEOUT)) || fail "the mapfile did not reach $want finished bytes in ${KCOPY_TEST_TIMEOUT}s"
         sleep 0.05
     done
+    ((alive)) || fail "kcopy exited before its mapfile showed $want finished bytes during the copy (it showed $have): was it rewritten during the copy?"
     printf '%s\n' "$have"
 }
 
@@ -201,7 +205,7 @@ finish_kcopy() {
         fi
         sleep 0.02
     done
-    wait "$BG_PID" || rc=$?
+    wait "$BG_PID" 2>/dev/null || rc=$? # (no "Killed" from bash)
     _CHILD_PID=
     LAST_STATUS=$rc
     if [[ -s $STDERR_FILE ]]; then sed 's/^/    stderr: /' "$STDERR_FILE"; fi

@@ -67,10 +67,13 @@ import sys
 mode, runs, src, ss, count, dst, old, ds = sys.argv[1:]
 ss, count, ds = int(ss), int(count), int(ds)
 S = 512
+def die(msg):
+    print(msg)  # captured by the caller, which fails with it
+    sys.exit(1)
 plus = [tuple(map(int, l.split())) for l in open(runs) if l.strip()]
 for a, n in plus:
     if a < ss or a + n > ss + count:
-        sys.exit(f"FAIL: the map says sectors {a}+{n} finished: outside the range {ss}+{count}")
+        die(f"the map says sectors {a}+{n} finished: outside the range {ss}+{count}")
 inplus = bytearray(count)
 for a, n in plus:
     inplus[a - ss:a - ss + n] = b"\1" * n
@@ -79,11 +82,11 @@ def same(f1, o1, f2, o2, n):
     f1.seek(o1); f2.seek(o2)
     return f1.read(n) == f2.read(n)
 if not same(fd, 0, fo, 0, ds * S):
-    sys.exit("FAIL: the destination changed before its range")
+    die("the destination changed before its range")
 end = (ds + count) * S
 fd.seek(end); fo.seek(end)
 if fd.read() != fo.read():
-    sys.exit("FAIL: the destination changed after its range")
+    die("the destination changed after its range")
 held = 0
 CH = 2048  # sectors per chunk
 fs.seek(ss * S); fd.seek(ds * S); fo.seek(ds * S)
@@ -101,12 +104,12 @@ for c in range(0, count, CH):
         has_src = d[k] == s[k]
         held += has_src
         if inplus[c + i] and not has_src:
-            sys.exit(f"FAIL: source sector {ss + c + i} is finished in the map, but destination sector "
+            die(f"source sector {ss + c + i} is finished in the map, but destination sector "
                      f"{ds + c + i} does not hold its data")
         if not inplus[c + i] and not has_src and d[k] != o[k]:
-            sys.exit(f"FAIL: destination sector {ds + c + i} holds neither the source's data nor its old bytes")
+            die(f"destination sector {ds + c + i} holds neither the source's data nor its old bytes")
         if mode == "exact" and not inplus[c + i] and has_src:
-            sys.exit(f"FAIL: destination sector {ds + c + i} holds the source's data, but the map does not say "
+            die(f"destination sector {ds + c + i} holds the source's data, but the map does not say "
                      f"source sector {ss + c + i} is finished")
 print(held)
 PY
@@ -140,7 +143,7 @@ stopped() {
         seen=$(wait_map_finished "$map" $((seen + 1)))
     fi
     echo "    the map showed $seen finished bytes; SIG$sig"
-    kill -s "$sig" "$BG_PID"
+    kill -s "$sig" "$BG_PID" 2>/dev/null || fail "$label: kcopy ended before SIG$sig could be sent"
     finish_kcopy "$want"
     expect_map_readable "$label: the mapfile after the stop" "$map"
     PLUS=$(map_bytes "$map" +)

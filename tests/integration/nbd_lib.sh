@@ -128,6 +128,7 @@ nbd_start() {
     printf '  nbdkit server %s: nbdkit -U %s %s\n' "$name" "$sock" "$*"
     nbdkit -f --exit-with-parent -U "$sock" -P "$pidfile" "$@" </dev/null >"$SCRATCH/$name.log" 2>&1 &
     pid=$!
+    disown "$pid" # no "Killed" job notice when a test kills it (bash still reaps it)
     printf '%s %s\n' "$name" "$pid" >>"$_NBD_PIDS_FILE"
     _nbd_wait_ready "$name" "$pid" "$pidfile" nbdkit
     [[ $(cat "$pidfile") == "$pid" ]] || fail "nbdkit for $name wrote PID $(cat "$pidfile"), started as $pid"
@@ -203,4 +204,13 @@ restore_file() {
 # (for stderr_line_with: URIs hold '+', '?', '.').
 ere() {
     printf '%s\n' "$1" | sed 's/[][\.*^$+?(){}|]/\\&/g'
+}
+
+# error_line_about WHO: true if a line of the last stderr reports an error
+# about WHO ("source", "destination 2", "destination [0-9]"): "kcopy: WHO
+# 'PATH': ..." with "error" or "failed" after the quoted path (the scratch
+# paths hold the test's name, e.g. nbd_read_error, so the path itself is not
+# searched).
+error_line_about() {
+    stderr_line_with "^kcopy: (warning: )?$1 '[^']*': .*([Ee]rror|failed|[Tt]imed out)"
 }

@@ -87,6 +87,8 @@ too_small() {
     expect_status 128 "$KCOPY" "$src" "$dl" "$u_mem16"
     refused_one_line "destination 2 '$(ere "$u_mem16")'" "end|small|size|large|beyond"
     expect_nothing_written
+    nbd_fetch "$u_mem16" "$SCRATCH/mem16.img"
+    cmp -s -- "$SCRATCH/mem16.img" <(head -c 16M /dev/zero) || fail "the memory export was written"
     check "a 16 MiB file export: kcopy $src $u_small exits 128, the file is not grown"
     expect_status 128 "$KCOPY" "$src" "$u_small"
     refused_one_line "destination 1 '$(ere "$u_small")'" "end|small|size|large|beyond"
@@ -159,7 +161,10 @@ secrets_live_server() {
     nbdinfo --size "$u" >/dev/null 2>&1 || want=128
     expect_status "$want" "$KCOPY" -v "$src" "$u"
     expect_no_secret "$secret"
-    restore_file "$eq_img" "$eq_orig"
+    if ((want == 0)); then
+        cmp -s -- "$eq_img" "$src_orig" || fail "$eq_img is not the source's copy"
+        restore_file "$eq_img" "$eq_orig"
+    fi
 }
 
 run_case "a read-only export as a destination" read_only_export
