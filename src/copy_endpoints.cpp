@@ -8,12 +8,12 @@
 #include <memory>
 
 #include "kcopy/error.hpp"
+#include "kcopy/nbd_program.hpp"
 #include "kcopy/nbd_uri.hpp"
 #include "kcopy/quote.hpp"
 #include "kcopy/units.hpp"
 
 #ifdef KCOPY_HAVE_NBD
-#include "kcopy/libnbd_loader.hpp"
 #include "kcopy/multiplex_backend.hpp"
 #include "kcopy/nbd_backend.hpp"
 #else
@@ -25,10 +25,12 @@ class NbdExport {};  // a build without libnbd opens none
 namespace kcopy {
 namespace {
 
+#ifdef KCOPY_HAVE_NBD
 // An NBD export's medium: no local device has this identity; `ino` tells exports apart.
 Medium nbd_medium(std::size_t export_index) {
   return {{false, std::numeric_limits<dev_t>::max(), static_cast<ino_t>(export_index)}, 0};
 }
+#endif
 
 }  // namespace
 
@@ -55,7 +57,6 @@ CopyEndpoints::CopyEndpoints(std::span<const RegionArg> args, std::span<const st
     EndpointFacts f;
     if (args[i].nbd) {
 #ifdef KCOPY_HAVE_NBD
-      require_libnbd();
       NbdExport& ex = exports_.emplace_back(NbdExport::open(args[i].path, roles[i], {.write = has_dest}));
       f = {.name = redacted_uri(args[i].path),
            .size_bytes = ex.size_bytes(),
@@ -70,8 +71,10 @@ CopyEndpoints::CopyEndpoints(std::span<const RegionArg> args, std::span<const st
       local_.emplace_back();
       nbd_.push_back(exports_.size() - 1);
 #else
-      throw Error(roles[i] + " " + quote(redacted_uri(args[i].path)) +
-                      ": this kcopy was built without NBD support (libnbd-dev was missing)",
+      std::string where;
+      for (const std::string& p : nbd_program_paths()) where += (where.empty() ? "" : " or ") + quote(p);
+      throw Error(roles[i] + " " + quote(redacted_uri(args[i].path)) + ": NBD copies run in kcopy-nbd, and " +
+                      where + " could not be run (kcopy was built without libnbd-dev?)",
                   ENOSYS);
 #endif
     } else {

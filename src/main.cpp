@@ -8,6 +8,7 @@
 #include "kcopy/copy_command.hpp"
 #include "kcopy/error.hpp"
 #include "kcopy/json_report.hpp"
+#include "kcopy/nbd_program.hpp"
 #include "kcopy/process_setup.hpp"
 #include "kcopy/run_record.hpp"
 #include "kcopy/stderr_sink.hpp"
@@ -24,6 +25,7 @@ void print_json(const kcopy::RunRecord& record) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  kcopy::exec_nbd_program_if_needed(argc, argv);  // NBD copies run in kcopy-nbd
   if (!kcopy::prepare_process()) return 128;
   const kcopy::ParsedCommandLine cli = kcopy::parse_command_line(argc, argv);
   if (!cli.options) {

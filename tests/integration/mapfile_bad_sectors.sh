@@ -11,14 +11,18 @@
 #   first, changed only at the bad sectors, which are zeroes again, and
 #   little is read from the source), the map unchanged;
 # - again without --ignore-errors: exit 64 (the source has known bad areas),
-#   a message saying that --ignore-errors retries them, nothing written,
-#   "bytes" 0, the map's blocks unchanged;
+#   a message saying that --ignore-errors retries them (and none saying the
+#   range is all copied, nothing to do), nothing written, "bytes" 0, the map's
+#   blocks unchanged;
 # - the disk "healed" (the same image looped without faults, a new path, so
 #   --force): the bad areas are retried and copied: exit 0, "bytes" their size,
 #   only those sectors written, the map finished over the range;
-# - a destination whose writes fail at chosen sectors, with --ignore-errors:
-#   exit 1, and the sectors of the range that are not '+' in the map are
-#   exactly those (as source positions);
+# - a destination whose writes fail at chosen sectors: without
+#   --ignore-errors exit 1, the map says none of them finished, and every
+#   sector it says finished holds the source's data on the destination; that
+#   copy resumed with --ignore-errors: exit 1, the sectors of the range that
+#   are not '+' in the map are exactly the failed ones (as source positions),
+#   the destination exact but at them;
 # - GNU ddrescue's maps of the faulty disk: one finished by ddrescue ('-' over
 #   exactly the bad sectors): kcopy without --ignore-errors copies nothing and
 #   exits 64, saying --ignore-errors retries them; one left by ddrescue -N -n
@@ -68,6 +72,14 @@ bad_list() {
 expect_bad_sectors_listed() {
     diff -u --label expected --label "ddrescuelog -l- -b512" <(bad_list) <(map_sectors "$2" -) >&2 ||
         fail "$1: the '-' sectors of $2 are not exactly the bad sectors (diff above)"
+}
+
+# expect_no_false_claims: with known bad areas left uncopied, stderr does not
+# say that the whole range is copied or that there is nothing to do.
+expect_no_false_claims() {
+    ! stderr_line_with 'nothing to do' || fail "stderr says 'nothing to do'; the known bad areas were left"
+    ! stderr_line_with '(every|all) (byte|sector)s? .*(already )?copied' ||
+        fail "stderr says the whole range is copied; the known bad areas are not"
 }
 
 # The map expected after a copy of the range: '?' before it, '-' at the bad
@@ -124,6 +136,7 @@ before=$(device_sha "$d")
 cp "$map" "$MAPS/saved.map"
 expect_status 64 "$KCOPY" --json --mapfile "$map" "$src:$SS:$COUNT" "$d:$DS"
 expect_stderr_has "--ignore-errors"
+expect_no_false_claims
 expect_json .bytes 0
 [[ $(device_sha "$d") == "$before" ]] || fail "the destination changed"
 expect_map_equals "the mapfile" "$map" "$ref"
@@ -141,19 +154,44 @@ expect_matches_model "destination: its old contents, the source's at the once ba
 ddrescuelog -D -i "$POS" -s "$SIZE" "$map" || fail "ddrescuelog -D -i $POS -s $SIZE: the range is not finished"
 [[ -z $(map_sectors "$map" -) ]] || fail "the map still has bad sectors"
 
-check "a destination whose writes fail at chosen sectors, --ignore-errors: exit 1, exactly those sectors are not '+'"
 w_img=$(make_image w.img 40M)
-WBAD=(3000:4 30000:50) # destination sectors
+w_orig=$(pristine_copy "$w_img")
+WBAD=(40000:50 50000:4) # destination sectors: past the first 16 MiB of the range
 wargs=()
 for r in "${WBAD[@]}"; do wargs+=(--write-error "$r"); done
 w=$(faulty_device "$w_img" "${wargs[@]}")
 wmap=$MAPS/write.map
-expect_status 1 "$KCOPY" --ignore-errors --mapfile "$wmap" "$healed:$SS:$COUNT" "$w:$DS"
+
+check "a destination whose writes fail at chosen sectors, without --ignore-errors: exit 1; what the map says finished, the destination holds"
+expect_status 1 "$KCOPY" --mapfile "$wmap" "$healed:$SS:$COUNT" "$w:$DS"
 expect_map_readable "the mapfile" "$wmap"
+wplus=$(map_bytes "$wmap" +)
+echo "    the map says $wplus bytes finished"
+((wplus < SIZE)) || fail "the map says the whole range finished; writes failed"
+for r in "${WBAD[@]}"; do
+    a=$((${r%:*} - DS + SS))
+    [[ $(map_bytes "$wmap" + $((a * 512)) $((${r#*:} * 512))) == 0 ]] ||
+        fail "the map says finished source sectors $a+${r#*:}, whose writes failed"
+done
+while read -r a n; do
+    expect_same_sectors "destination sectors the map says finished (source $a+$n)" "$w" $((a - SS + DS)) "$src_orig" "$a" "$n"
+done < <(map_runs "$wmap" +)
+
+check "the same copy resumed with --ignore-errors: exit 1, exactly the failed sectors are not '+', the rest of the destination exact"
+expect_status 1 "$KCOPY" --ignore-errors --json --mapfile "$wmap" "$healed:$SS:$COUNT" "$w:$DS"
+expect_json .mapfile.finished_bytes_before "$wplus"
+# "bytes": what reached the destination (kcopy(1)): the rest of the range but the failed sectors.
+expect_json .bytes $((SIZE - wplus - (50 + 4) * 512))
 want=$(for r in "${WBAD[@]}"; do seq $((${r%:*} - DS + SS)) $((${r%:*} + ${r#*:} - 1 - DS + SS)); done)
 diff -u --label "expected (source sectors)" --label "not '+' in the map" <(echo "$want") \
     <(map_sectors "$wmap" '?*/-' "$POS" "$SIZE") >&2 ||
     fail "the sectors of the range that are not finished in $wmap are not exactly the failed writes (diff above)"
+cp "$w_orig" "$expected"
+model_copy "$expected" "$src_orig" "$SS" "$DS" "$COUNT"
+for r in "${WBAD[@]}"; do
+    dd if="$w_orig" of="$expected" bs=512 skip="${r%:*}" seek="${r%:*}" count="${r#*:}" conv=notrunc status=none
+done
+cmp -s "$w_img" "$expected" || fail "the destination's image is not the source's range with its old bytes at the failed sectors"
 
 # --- GNU ddrescue's maps of the faulty disk ---------------------------------
 check "a map of the whole faulty disk finished by ddrescue: '-' exactly at the bad sectors"
@@ -166,6 +204,7 @@ check "kcopy --mapfile with ddrescue's finished map, without --ignore-errors: ex
 restore_device "$d" "$d_orig"
 expect_status 64 "$KCOPY" --json --mapfile "$dmap" "$src" "$d"
 expect_stderr_has "--ignore-errors"
+expect_no_false_claims
 expect_json .bytes 0
 expect_json .mapfile.finished_bytes_before $((SECTORS * 512 - BAD_SECTORS * 512))
 expect_matches_model "destination: nothing written" "$d" "$d_orig"

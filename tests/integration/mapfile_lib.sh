@@ -128,6 +128,30 @@ sectors_read() {
     echo "${f[2]}"
 }
 
+# sectors_written DEV: the sectors written to block device DEV since it was set
+# up (/sys/block/NAME/stat, field 7).
+sectors_written() {
+    local f
+    read -ra f <"/sys/block/$(basename -- "$(realpath -- "$1")")/stat" || fail "cannot read the stats of $1"
+    echo "${f[6]}"
+}
+
+# wait_not_held DEV: wait (up to 10 s) until block device DEV can be opened
+# with O_EXCL again: after a SIGKILL the kernel releases a killed process's
+# io_uring or AIO context, and the devices it holds, a little later.
+wait_not_held() {
+    python3 - "$1" <<'PY' || fail "$1 is still held open exclusively 10 s after kcopy was killed"
+import os, sys, time
+for _ in range(100):
+    try:
+        os.close(os.open(sys.argv[1], os.O_RDONLY | os.O_EXCL))
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.1)
+sys.exit(1)
+PY
+}
+
 # write_image_to_device IMAGE DEV: replace the contents of DEV by IMAGE (same
 # size), through the device with O_DIRECT, and drop its page cache.
 write_image_to_device() {

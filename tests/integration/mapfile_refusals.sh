@@ -11,8 +11,10 @@
 # - a map with finished ('+') bytes past the end of the source range (also
 #   with a range that starts past 0): refused (ddrescue's own rule); a map
 #   whose part past the end is only non-tried is taken;
-# - --mapfile-interval that is not a positive number: refused (no map created);
-#   0.2 is taken.
+# - a FILE in a directory that does not exist, a directory, the destination
+#   device itself: refused, nothing written or created;
+# - --mapfile-interval that is not a positive number: refused (no map created)
+#   with a short clear line naming the option and the value; 0.2 is taken.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$TESTS_DIR/mapfile_lib.sh"
@@ -178,10 +180,35 @@ EOF
 }
 run_case "a map non-tried past the end of the range: taken" beyond
 
+# --- a FILE that cannot be a mapfile ----------------------------------------------
+# not_a_mapfile WHAT FILE: kcopy --mapfile FILE exits 128, one line naming FILE,
+# the destinations unchanged, nothing created.
+not_a_mapfile() {
+    local file=$2 s1 before
+    s1=$(device_sha "$d1")
+    before=$(ls -A "$MAPS")
+    expect_status 128 "$KCOPY" --mapfile "$file" "$src:0:4096" "$d1"
+    expect_one_error_line
+    expect_stderr_has "'$file'"
+    [[ $(device_sha "$d1") == "$s1" ]] || fail "destination $d1 changed"
+    [[ $(ls -A "$MAPS") == "$before" ]] || fail "something was created in $MAPS"
+    [[ ! -e $file || -d $file || -b $file ]] || fail "$file was created"
+}
+run_case "--mapfile in a directory that does not exist: refused" not_a_mapfile dir "$MAPS/no-such-dir/x.map"
+run_case "--mapfile naming a directory: refused" not_a_mapfile dir "$MAPS"
+run_case "--mapfile naming the destination device: refused, the device unchanged" not_a_mapfile dev "$d1"
+
 # --- --mapfile-interval ----------------------------------------------------------
+# bad_interval VALUE: refused, the one line names the option and the value,
+# and is short enough to read (a clear line, not a dump of DBL_MAX).
+bad_interval() {
+    refused "$MAPS/interval.map" "--mapfile-interval" "$1" -- --mapfile "$MAPS/interval.map" --mapfile-interval "$1" "$src:0:4096" "$d1"
+    local len
+    len=$(head -n 1 "$STDERR_FILE" | wc -c)
+    ((len <= 160)) || fail "the message is $len characters long: not one clear line"
+}
 for v in 0 -1 abc 0x; do
-    run_case "--mapfile-interval $v: refused" \
-        refused "$MAPS/interval.map" "mapfile-interval" -- --mapfile "$MAPS/interval.map" --mapfile-interval "$v" "$src:0:4096" "$d1"
+    run_case "--mapfile-interval $v: refused" bad_interval "$v"
 done
 interval_ok() {
     restore_device "$d1" "$d1_orig"

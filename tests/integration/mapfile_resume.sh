@@ -204,6 +204,7 @@ dev=$(attach "$dimg")
 map=$MAPS/kill.map
 stopped SIGKILL KILL 137 "$map" "$dev"
 plus=$PLUS
+wait_not_held "$dev"
 check "SIGKILL: every sector the map left says finished holds the source's data"
 held=$(map_vs_destination subset "$map" "$dimg") || fail "SIGKILL: $held"
 echo "    the map says $plus bytes finished; $((held * 512)) bytes hold the source's data"

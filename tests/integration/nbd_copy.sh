@@ -8,7 +8,9 @@
 #     the server) and as a range;
 #   - one copy to two NBD destinations and a loop device, all exact;
 #   - NBD -> NBD;
-#   - --dry-run with URIs: exit 0, the plan names the URI, nothing is written.
+#   - --dry-run with URIs: exit 0, the plan names the URI, nothing is written;
+#   - the data options on an NBD destination (write-zeroes and read-back
+#     paths): --verify, --sparse (a source with a run of zeroes), --zero.
 # The served files are checked directly (nbdkit's file plugin writes them in
 # place) and, once, through the server with nbdcopy.
 set -euo pipefail
@@ -144,11 +146,38 @@ dry_run() {
     expect_matches_model "the served file" "$d1_img" "$(expected_model "$d1_orig" "$src_orig" 2048 5000 1000)"
 }
 
+data_options() {
+    reset_all
+    check "--verify to an NBD destination: kcopy --verify $src:0:20000 $u_d1:300 exits 0, exact"
+    kcopy_ok --verify "$src:0:20000" "$u_d1:300"
+    expect_matches_model "the served file" "$d1_img" "$(expected_model "$d1_orig" "$src_orig" 0 300 20000)"
+
+    reset_all
+    local holey=$SCRATCH/holey.img
+    cp -- "$src_orig" "$holey"
+    dd if=/dev/zero of="$holey" bs=1M seek=3 count=5 conv=notrunc status=none || fail "cannot zero $holey"
+    check "--sparse to an NBD destination: 5 MiB of zeroes in the source arrive as zeroes, the rest exact"
+    kcopy_ok --sparse "$holey" "$u_d1:8"
+    expect_matches_model "the served file" "$d1_img" "$(expected_model "$d1_orig" "$holey" 0 8 65536)"
+
+    reset_all
+    check "--zero on NBD exports: kcopy --zero $u_d1:100:1000 $u_d2:0x10:1000 $dl:5:1000 exits 0"
+    kcopy_ok --zero "$u_d1:100:1000" "$u_d2:0x10:1000" "$dl:5:1000"
+    local m
+    m=$(expected_model "$d1_orig" /dev/zero 0 100 1000)
+    expect_matches_model "destination 1 (NBD)" "$d1_img" "$m"
+    m=$(expected_model "$d2_orig" /dev/zero 0 16 1000)
+    expect_matches_model "destination 2 (NBD)" "$d2_img" "$m"
+    m=$(expected_model "$dl_orig" /dev/zero 0 5 1000)
+    expect_matches_model "destination 3 (loop)" "$dl" "$m"
+}
+
 run_case "loop device -> NBD, ranges" loop_to_nbd_range
 run_case "NBD -> loop device" nbd_to_loop
 run_case "fan-out to two NBD exports and a loop device" fan_out
 run_case "NBD -> NBD" nbd_to_nbd
 run_case "--dry-run with URIs" dry_run
+run_case "--verify, --sparse and --zero on NBD destinations" data_options
 
 ((${#failed[@]} == 0)) || fail "failed: ${failed[*]}"
 pass

@@ -11,7 +11,7 @@
 # nbdkit also runs with --exit-with-parent, so it ends with the shell that
 # started it even if this shell is killed with SIGKILL.
 #
-#   need_nbdkit                          skip (77) unless nbdkit and nbdcopy are installed
+#   need_nbdkit                          skip (77) unless nbdkit, nbdcopy and nbdinfo are installed
 #   nbd_start NAME NBDKIT-ARGS...        nbdkit -U $SCRATCH/NAME.sock NBDKIT-ARGS; sets NBD_URI,
 #                                        NBD_PID, NBD_SOCK (call it directly, never in "$(...)")
 #   nbd_uri NAME                         the URI of server NAME
@@ -20,15 +20,22 @@
 #   need_qemu_nbd / qemu_nbd_start NAME QEMU-NBD-ARGS... IMAGE
 #                                        the same for qemu-nbd (forks; ends by itself when its
 #                                        last client goes, unless given -t)
+#   nbd_fetch URI FILE                   the whole export, read with nbdcopy (not kcopy), into FILE
 #   wait_gone PID SECONDS                wait until process PID has ended
+#   expect_report STATUS [FIELD=VALUE]   the last --json report is valid (check_report.py)
+#   restore_file FILE ORIG               ORIG written back into FILE in place (served files)
+#   ere TEXT                             TEXT quoted for an ERE (stderr_line_with)
+#   error_line_about WHO                 stderr reports an error about WHO ("destination 2")
+#   now_ms                               milliseconds since the epoch
 
 _NBD_PIDS_FILE=$SCRATCH/.nbd_pids # "NAME PID" per line
 : >"$_NBD_PIDS_FILE"
 
-# need_nbdkit: skip (77) unless nbdkit and libnbd's nbdcopy are installed.
+# need_nbdkit: skip (77) unless nbdkit and libnbd's nbdcopy and nbdinfo are installed.
 need_nbdkit() {
     command -v nbdkit >/dev/null || skip "nbdkit not installed (apt-get install nbdkit)"
     command -v nbdcopy >/dev/null || skip "nbdcopy not installed (apt-get install libnbd-bin)"
+    command -v nbdinfo >/dev/null || skip "nbdinfo not installed (apt-get install libnbd-bin)"
 }
 
 # need_qemu_nbd: skip (77) unless qemu-nbd and qemu-img are installed.
@@ -144,8 +151,8 @@ qemu_nbd_start() {
     shift
     rm -f -- "$sock" "$pidfile"
     printf '  qemu-nbd server %s: qemu-nbd -k %s %s\n' "$name" "$sock" "$*"
-    # Recorded before it starts (as a name only), so that a failure below still
-    # leaves a trace; the PID is known once the pidfile is written.
+    # --fork: qemu-nbd returns once it listens (no --exit-with-parent here:
+    # only the EXIT trap ends it, or, without -t, the end of its last client).
     if ! qemu-nbd --fork -k "$sock" --pid-file "$pidfile" "$@" </dev/null >"$SCRATCH/$name.log" 2>&1; then
         sed 's/^/    qemu-nbd: /' "$SCRATCH/$name.log" >&2
         fail "qemu-nbd for $name failed to start"

@@ -9,7 +9,11 @@
 #   - the source's server: kcopy ends within BOUND seconds with exactly 64;
 #     stderr names the source with an error; each destination (a loop device,
 #     an nbdkit file export) holds the source's or its old bytes, sector by
-#     sector, and only part of the copy.
+#     sector, and only part of the copy;
+#   - the source's server, with --ignore-errors: exit exactly 64 within BOUND
+#     seconds; the rest of the source is reported unreadable (--json) and
+#     written as zeroes: each destination sector is the source's where no
+#     error is reported and zero exactly where one is, every sector written.
 # The copies are slowed with --max-rate 8M (32 MiB: about 4 s), the kill comes
 # after 1 s.
 set -euo pipefail
@@ -102,8 +106,43 @@ source_killed() {
     done
 }
 
+source_killed_ignoring() {
+    reset_all
+    nbd_start nsrc -r file "$nsrc_img"
+    local u_src=$NBD_URI
+    nbd_start d2 file "$d2_img"
+    check "the source's server is killed mid-copy, --ignore-errors: exit exactly 64 within ${BOUND} s"
+    run_and_kill 64 nsrc --ignore-errors --json --max-rate "$RATE" "$u_src" "$dl" "$NBD_URI"
+    expect_report 64 destinations.0.status=ok destinations.1.status=ok \
+        destinations.0.sectors_written="$SECTORS" destinations.1.sectors_written="$SECTORS"
+    error_line_about source || fail "no stderr line names the source with an error"
+    check "each destination: the source's sectors, and zeroes exactly where read errors are reported"
+    "$PYTHON" - "$STDOUT_FILE" "$nsrc_orig" "$dl" "$d2_img" <<'PY' || fail "the destinations are not the source with zeroes exactly at the reported errors"
+import os, sys
+import json
+report, src, *dests = sys.argv[1:]
+errors = json.load(open(report))["source"]["errors"]
+bad = bytearray(65536)
+for e in errors:
+    for i in range(e["sector"], e["sector"] + e["count"]):
+        bad[i] = 1
+nbad = sum(bad)
+assert 0 < nbad < 65536, f"{nbad} sectors reported unreadable: the kill was not mid-copy"
+s = open(src, "rb").read()
+for n, dest in enumerate(dests, 1):
+    fd = os.open(dest, os.O_RDONLY)
+    d = os.pread(fd, 65536 * 512, 0)
+    os.close(fd)
+    for i in range(65536):
+        got, want = d[i * 512:(i + 1) * 512], bytes(512) if bad[i] else s[i * 512:(i + 1) * 512]
+        assert got == want, f"destination {n}: sector {i} is not {'zeroes' if bad[i] else 'the source sector'}"
+    print(f"    destination {n}: {65536 - nbad} sectors of the source, {nbad} zeroed where errors are reported")
+PY
+}
+
 run_case "destination server killed" destination_killed
 run_case "source server killed" source_killed
+run_case "source server killed, --ignore-errors" source_killed_ignoring
 
 ((${#failed[@]} == 0)) || fail "failed: ${failed[*]}"
 pass

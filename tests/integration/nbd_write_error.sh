@@ -7,7 +7,10 @@
 #   - the only destination: exit 1;
 #   - destination 1 of 3, with ranges: exit 1, the others exact at their offsets;
 #   - --ignore-errors: exit 2, its failed range reported exactly (every sector
-#     of its destination range, merged into one line), the loop device exact.
+#     of its destination range, merged into one line), the loop device exact;
+#   - a server that loses writes (nbdkit eval: writes succeed and store
+#     nothing): a plain copy cannot tell (exit 0); with --verify exit exactly 2,
+#     a "verify error" line for it, the loop destination exact.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$TESTS_DIR/nbd_lib.sh"
@@ -111,10 +114,30 @@ ignoring_errors() {
     expect_matches_model "destination 1 (loop)" "$d1" "$(model "$d1_orig" 0 0 2048)"
 }
 
+losing_writes() {
+    local lie=$SCRATCH/lie.img
+    head -c 4M /dev/urandom >"$lie"
+    # eval scripts get: METHOD HANDLE COUNT OFFSET; pwrite's data on stdin.
+    nbd_start lie eval get_size='echo 4194304' can_write='exit 0' can_flush='exit 0' flush='exit 0' \
+        pread="dd if=$lie skip=\$4 count=\$3 iflag=skip_bytes,count_bytes status=none" pwrite='cat >/dev/null'
+    local u_lie=$NBD_URI
+    reset_all
+    check "a server that loses writes, without --verify: kcopy $src:0:8192 $d1 $u_lie exits 0 (it cannot tell)"
+    kcopy_ok "$src:0:8192" "$d1" "$u_lie"
+    check "with --verify: kcopy --verify $src:0:8192 $d1 $u_lie exits exactly 2"
+    reset_all
+    expect_status 2 "$KCOPY" --verify "$src:0:8192" "$d1" "$u_lie"
+    stderr_line_with "^kcopy: destination 2 '$(ere "$u_lie")': verify error" ||
+        fail "no stderr line 'kcopy: destination 2 '$u_lie': verify error ...'"
+    ! error_line_about "destination 1" || fail "stderr reports an error on destination 1"
+    expect_matches_model "destination 1 (loop)" "$d1" "$(model "$d1_orig" 0 0 8192)"
+}
+
 run_case "destination 2 of 3" second_of_three
 run_case "the only destination" only_destination
 run_case "destination 1 of 3, with ranges" first_with_ranges
 run_case "--ignore-errors" ignoring_errors
+run_case "a server that loses writes, --verify" losing_writes
 
 ((${#failed[@]} == 0)) || fail "failed: ${failed[*]}"
 pass

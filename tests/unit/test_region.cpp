@@ -455,3 +455,31 @@ TEST_CASE("io-size: bad forms name the option and the text") {
   REQUIRE_THROWS_WITH(parse_bytes("0x", "--io-size"), Contains("has no hex digits after 0x"));
   REQUIRE_THROWS_WITH(parse_bytes("", "--io-size"), "--io-size '' is empty");
 }
+
+TEST_CASE("region: an NBD URI is recognised before any file lookup, its fields split after its path or query") {
+  const kcopy::PathExists never_asked = [](const std::string& p) -> bool {
+    FAIL("exists() asked about " << p);
+    return false;
+  };
+  RegionArg r = parse_region("nbd://host:10809/disk:2048:1G", "source", never_asked);
+  CHECK(r.nbd);
+  CHECK(r.path == "nbd://host:10809/disk");
+  CHECK(r.sector == 2048u);
+  CHECK(r.count == 2097152u);
+  r = parse_region("nbd+unix:///?socket=/tmp/s.sock:8", "destination 1", never_asked);
+  CHECK(r.path == "nbd+unix:///?socket=/tmp/s.sock");
+  CHECK(r.sector == 8u);
+  CHECK_FALSE(r.count);
+  r = parse_region("nbd://host:10809", "source", never_asked);  // HOST:PORT is never a field
+  CHECK(r.path == "nbd://host:10809");
+  CHECK_FALSE(r.sector);
+  CHECK_FALSE(parse_region("nbd:2048", "source", [](const std::string&) { return false; }).nbd);  // a file "nbd"
+}
+
+TEST_CASE("region: errors in an NBD region name the URI without its secrets") {
+  const kcopy::PathExists none = [](const std::string&) { return false; };
+  REQUIRE_THROWS_WITH(parse_region("nbd+unix:///?socket=/s&password=hunter2:0:0", "source", none),
+                      Contains("COUNT must be at least 1") && !Contains("hunter2"));
+  REQUIRE_THROWS_WITH(parse_region("nbd://user:hunter2@host/disk:1x", "destination 2", none),
+                      Contains("destination 2") && Contains("SECTOR '1x'") && !Contains("hunter2"));
+}
