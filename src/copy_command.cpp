@@ -194,8 +194,11 @@ void prepare_copy(const Options& options, PreparedCopy& p, RunRecord& record) {
   p.chosen = p.opened->make_backend(options.io_engine, max_requests, copy_bytes, options.io_size);
   record.engine = describe_engine(p.chosen, p.config, plan, opened, options.zero);
   if (!options.mapfile.empty()) {
+    if (record.engine->overlapping)
+      throw Error("--mapfile: a destination overlaps the source, and such a copy cannot be resumed (it changes its "
+                  "own source); copy without --mapfile, or to another place");
     p.mapfile = std::make_unique<MapfileCopy>(options.mapfile, plan, p.endpoints, copy_flags(options), options.force,
-                                              options.mapfile_interval, record.engine->descending);
+                                              options.mapfile_interval);
     record.mapfile = p.mapfile->record();
   }
   spdlog::debug("I/O engine: {} ({}); up to {} requests in flight", record.engine->engine, p.chosen.reason,

@@ -30,11 +30,10 @@ void add_ranges(ErrorRanges& to, const ErrorRanges& from) {
 }  // namespace
 
 MapfileCopy::MapfileCopy(std::string path, const CopyPlan& plan, std::span<const EndpointInfo> endpoints,
-                         unsigned flags, bool force, double interval_seconds, bool descending)
+                         unsigned flags, bool force, double interval_seconds)
     : path_(std::move(path)),
       plan_(plan),
       flags_(flags),
-      descending_(descending),
       interval_(interval_seconds),
       chunk_sectors_(first_chunk_sectors) {
   range_begin_ = sectors_to_bytes(plan.from.sector);
@@ -110,15 +109,23 @@ MapfileRecord MapfileCopy::record() const {
 
 void MapfileCopy::start(KcopydClient& client) {
   client_ = &client;
-  if (existed_ && to_copy_sectors_ == 0)
+  std::uint64_t bad_bytes = 0;
+  for (const Area& a : bad_left_) bad_bytes += sectors_to_bytes(a.count);
+  if (existed_ && to_copy_sectors_ == 0 && bad_bytes == 0)
     spdlog::info("mapfile {}: every byte of the range is already copied; nothing to do", quote(path_));
+  else if (existed_ && to_copy_sectors_ == 0)
+    spdlog::info("mapfile {}: only its bad areas are left ({} bytes); they are read again only with --ignore-errors",
+                 quote(path_), bad_bytes);
   else if (existed_)
-    spdlog::info("mapfile {}: {} of {} bytes already copied; copying the other {} bytes", quote(path_),
-                 finished_before_, range_end_ - range_begin_, sectors_to_bytes(to_copy_sectors_));
+    spdlog::info("mapfile {}: {} of {} bytes already copied; copying the other {} bytes{}", quote(path_),
+                 finished_before_, range_end_ - range_begin_, sectors_to_bytes(to_copy_sectors_),
+                 bad_bytes ? " (not its bad areas: --ignore-errors reads them again)" : "");
   map_.set_current_status(RescuePhase::copying);
   write_map();  // before any write: a rerun then finds the comments (and a bad FILE fails here)
   queue_next();
-  queue_next();  // the second starts as the first drains: no gap between chunks
+  // The second starts as the first drains: no gap between chunks. With
+  // copy_write_seq one at a time: each destination's writes stay in order.
+  if (!(flags_ & copy_write_seq)) queue_next();
 }
 
 void MapfileCopy::queue_next() {
@@ -179,15 +186,9 @@ void MapfileCopy::chunk_done(const Chunk& chunk, const JobResult& r) {
   if (!ignore) live_ &= ~failed;  // nothing more is written to it, as in one job
 
   // '+': what every destination still written holds, flushed. A chunk cut short
-  // by stop() holds the sub-jobs it started: a run from its start (from its
-  // end when it went in descending order, memmove-like).
+  // by stop() holds the sub-jobs it started: a run from its start.
   if (live_ != 0 && (!r.read_err || ignore)) {
-    if (!r.stopped)
-      mark(a.sector, a.count, RescueStatus::finished);
-    else if (descending_)
-      mark(a.sector + a.count - held, held, RescueStatus::finished);
-    else
-      mark(a.sector, held, RescueStatus::finished);
+    mark(a.sector, r.stopped ? held : a.count, RescueStatus::finished);
     for (std::size_t j = 0; j < chunk.dests.size(); ++j) {  // what a destination failed to take
       const std::uint64_t shift = plan_.dests[chunk.dests[j]].sector - plan_.from.sector;
       for (const ErrorRanges* errors : {&r.write_errors[j], &r.verify_errors[j]})
@@ -216,12 +217,12 @@ void MapfileCopy::chunk_done(const Chunk& chunk, const JobResult& r) {
 }
 
 void MapfileCopy::write_map() {
+  last_write_ = std::chrono::steady_clock::now();  // a failure too: it is tried again an interval later
   write_file_atomically(path_, format_mapfile(map_, comments_));
-  last_write_ = std::chrono::steady_clock::now();
 }
 
 JobResult MapfileCopy::finish() {
-  total_.sectors_total = to_copy_sectors_;  // what this run set out to copy
+  total_.sectors_total = to_copy_sectors_;  // what was left to copy (bad areas not retried added below)
   const bool done = map_.areas_with(RescueStatus::finished, range_begin_, range_end_ - range_begin_).size() == 1 &&
                     record().finished_bytes == range_end_ - range_begin_;
   if (done) map_.set_current_status(RescuePhase::finished);
@@ -236,6 +237,7 @@ JobResult MapfileCopy::finish() {
       total_.read_errors.add(a.sector, a.count, EIO);
       sectors += a.count;
     }
+    total_.sectors_total += sectors;
     total_.read_err = true;
     spdlog::warn("mapfile {}: {} bad sectors it records were not read again (--ignore-errors retries them)",
                  quote(path_), sectors);

@@ -21,7 +21,7 @@ namespace kcopy {
 /// before the range non-tried.
 ///
 /// The copy is cut into chunks (at most two queued on the client at a time, so
-/// that the second starts as the first drains): the non-finished areas of the
+/// that the second starts as the first drains; one with copy_write_seq): the non-finished areas of the
 /// range, non-tried ones ('?', and ddrescue's '*' and '/') first, then bad ones
 /// ('-') with copy_ignore_errors. Each chunk is a job of its own, flushed at its
 /// end (unless copy_no_flush), so when it is notified its bytes are on every
@@ -40,10 +40,11 @@ class MapfileCopy {
   /// from ddrescue, is taken). `endpoints[0]` names the source and
   /// `endpoints[d + 1]` destination d, as in the reports. `interval_seconds`:
   /// the mapfile is rewritten when a chunk ends and this long has passed since
-  /// the last write, and at the end. `descending`: the engine copies the
-  /// range from its end (a destination overlapping the source from above).
+  /// the last write, and at the end. No destination may overlap the source
+  /// (chunks in flight together would not keep memmove's order, and a stopped
+  /// copy onto its own source cannot be resumed).
   MapfileCopy(std::string path, const CopyPlan& plan, std::span<const EndpointInfo> endpoints, unsigned flags,
-              bool force, double interval_seconds, bool descending);
+              bool force, double interval_seconds);
 
   /// What the copy will be, for the reports: the mapfile's name, the finished bytes, the
   /// bytes to copy.
@@ -80,7 +81,6 @@ class MapfileCopy {
   std::string path_;
   CopyPlan plan_;
   unsigned flags_;
-  bool descending_;
   std::chrono::duration<double> interval_;
   RescueMap map_;
   std::vector<std::string> comments_;
