@@ -3,7 +3,7 @@
 
 KCOPY_BUILD_PACKAGES=(build-essential meson ninja-build pkg-config libaio-dev liburing-dev libspdlog-dev libcli11-dev
   catch2 scdoc nlohmann-json3-dev libnbd-dev)
-KCOPY_TEST_PACKAGES=(util-linux fdisk e2fsprogs python3 fuse3 python3-fusepy nbdkit gddrescue qemu-utils jq)
+KCOPY_TEST_PACKAGES=(util-linux fdisk e2fsprogs python3 fuse3 python3-fusepy nbdkit libnbd-bin gddrescue qemu-utils jq)
 
 # install_packages PKG...: apt-get install the packages that are not installed yet.
 install_packages() {

@@ -125,7 +125,7 @@ void parse_fields(std::span<const std::string_view> fields, RegionArg& region,
 
 // An NBD URI with its fields: never looked up as a file.
 RegionArg parse_nbd_region(std::string_view arg, std::string_view role) {
-  const std::string prefix = std::string(role) + " " + quote(redacted_uri(arg)) + ": ";
+  const std::string prefix = std::string(role) + " " + quote(redacted_region(arg)) + ": ";
   const auto fail = [&](const std::string& what) { return Error(prefix + what); };
   NbdRegionArg split;
   try {
