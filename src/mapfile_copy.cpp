@@ -189,7 +189,8 @@ void MapfileCopy::chunk_done(const Chunk& chunk, const JobResult& r) {
   // by stop() holds the sub-jobs it started: a run from its start.
   if (live_ != 0 && (!r.read_err || ignore)) {
     mark(a.sector, r.stopped ? held : a.count, RescueStatus::finished);
-    for (std::size_t j = 0; j < chunk.dests.size(); ++j) {  // what a destination failed to take
+    for (std::size_t j = 0; j < chunk.dests.size(); ++j) {  // what a destination still written failed to take
+      if (!(live_ & (1u << chunk.dests[j]))) continue;        // dropped: no longer counts
       const std::uint64_t shift = plan_.dests[chunk.dests[j]].sector - plan_.from.sector;
       for (const ErrorRanges* errors : {&r.write_errors[j], &r.verify_errors[j]})
         for (const ErrorRange& e : errors->ranges()) mark(e.sector - shift, e.count, RescueStatus::non_tried);
@@ -200,6 +201,9 @@ void MapfileCopy::chunk_done(const Chunk& chunk, const JobResult& r) {
   map_.set_current_pos(sectors_to_bytes(a.sector + a.count));
 
   if (r.stopped || (r.read_err && !ignore)) ending_ = true;
+  // A read error ends the copy as it ends one job: the chunk queued after
+  // this one stops too (its I/O in flight drains; what it holds is kept).
+  if (r.read_err && !ignore && queued_ > 0) client_->stop();
   // About a quarter of the interval per chunk: the map stays fresh, flushes stay rare.
   const std::chrono::duration<double> took = std::chrono::steady_clock::now() - chunk.started;
   if (took > interval_ / 2 && chunk_sectors_ > min_chunk_sectors)
