@@ -136,7 +136,14 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
   app.add_option("--mapfile-interval", opt.mapfile_interval,
                  "rewrite the mapfile at least every SECONDS while areas finish (default 30)")
       ->type_name("SECONDS")
-      ->check(CLI::PositiveNumber)
+      ->check(CLI::Validator(
+          [](std::string& text) {
+            double seconds = 0;
+            const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
+            const bool ok = ec == std::errc() && end == text.data() + text.size() && seconds > 0 && seconds < 1e9;
+            return ok ? std::string() : "'" + text + "' is not a number of seconds above 0 (e.g. 30, 0.5)";
+          },
+          ""))
       ->needs(mapfile);
   app.add_flag("-v,--verbose", verbose, "say more (repeat for more)");
   app.add_flag("-q,--quiet", quiet, "print errors only");

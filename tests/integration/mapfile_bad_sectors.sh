@@ -1,5 +1,10 @@
 #!/usr/bin/env bash
 # --mapfile with bad sectors (loop devices over a FUSE faulty disk):
+# - a first pass without --ignore-errors: each run stops at a read error, exit
+#   64; the map never says a good sector bad, nor finished a sector the
+#   destination does not hold; reruns with the same map go past the known bad
+#   areas until nothing is left to try: then the map's '-' sectors are exactly
+#   the bad ones, and the destination is exact but at them (never written);
 # - a source range with two bad areas, --ignore-errors --mapfile: exit 64; the
 #   read errors reported exactly; the destination is the source, zeroes at the
 #   bad sectors, untouched around the range; the map (ddrescuelog -p against
@@ -93,6 +98,34 @@ $((5008 * 512)) $(((20000 - 5008) * 512)) +
 $((20000 * 512)) $((100 * 512)) -
 $((20100 * 512)) $(((SS + COUNT - 20100) * 512)) +
 EOF
+
+check "a first pass without --ignore-errors: each run stops at a read error (exit 64), marks '-' only bad sectors and '+' only what the destination holds; reruns go past the known bad areas until nothing is left to try"
+fmap=$MAPS/first-pass.map
+runs=0
+while :; do
+    runs=$((runs + 1))
+    ((runs <= 5)) || fail "5 runs without --ignore-errors did not get through the range"
+    expect_status 64 "$KCOPY" --json --mapfile "$fmap" "$src:$SS:$COUNT" "$d:$DS"
+    expect_map_readable "the map after run $runs" "$fmap"
+    notbad=$(comm -23 <(map_sectors "$fmap" - | sort) <(bad_list | sort) | head -n 5)
+    [[ -z $notbad ]] || fail "run $runs: the map says bad sectors that are not: $notbad ..."
+    [[ $(map_bytes "$fmap" + 0 "$POS") == 0 ]] || fail "run $runs: the map says bytes before the range finished"
+    while read -r a n; do
+        expect_same_sectors "run $runs: destination sectors the map says finished (source $a+$n)" "$d" $((a - SS + DS)) "$src_orig" "$a" "$n"
+    done < <(map_runs "$fmap" +)
+    left=$(map_bytes "$fmap" '?*/' "$POS" "$SIZE")
+    echo "    after run $runs: $(map_bytes "$fmap" +) bytes finished, $(map_bytes "$fmap" -) bad, $left left to try"
+    ((left > 0)) || break
+done
+expect_bad_sectors_listed "the map after the first pass" "$fmap"
+cp "$d_orig" "$SCRATCH/expected.img"
+model_copy "$SCRATCH/expected.img" "$src_orig" "$SS" "$DS" "$COUNT"
+for r in "${BAD_RANGES[@]}"; do
+    dd if="$d_orig" of="$SCRATCH/expected.img" bs=512 skip=$((${r%:*} - SS + DS)) seek=$((${r%:*} - SS + DS)) \
+        count="${r#*:}" conv=notrunc status=none
+done
+expect_matches_model "the destination after the first pass: the source but at the bad sectors, never written" "$d" "$SCRATCH/expected.img"
+restore_device "$d" "$d_orig"
 
 map=$MAPS/rescue.map
 cmd=(--ignore-errors --json --mapfile "$map" "$src:$SS:$COUNT" "$d:$DS")

@@ -16,7 +16,8 @@
 # - a mapfile without kcopy's comments (as ddrescue writes one) that covers only
 #   the first half of the range: accepted; only the second half is copied (the
 #   first half of the destination keeps its old bytes), the map then covers the
-#   whole range, finished.
+#   whole range, finished; its own comment line is kept, ddrescue's header
+#   lines are not.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$TESTS_DIR/mapfile_lib.sh"
@@ -134,7 +135,7 @@ want=$(ddrescuelog -t "$ref0" | grep -E '^ *rescued:')
 
 check "a mapfile without kcopy comments, finished over the first half of the range only: the second half is copied"
 map1=$MAPS/half.map
-write_map "$map1" <<<"0 $((2 << 20)) +" # 2 MiB finished; the range is 4 MiB
+write_map "$map1" "Command line: ddrescue -f /dev/sdb /dev/sdc half.map" "my note: the disk from shelf 3" <<<"0 $((2 << 20)) +" # 2 MiB finished; the range is 4 MiB
 restore_device "$d2" "$d2_orig"
 expect_status 0 "$KCOPY" --json --mapfile "$map1" "$src:0:8192" "$d2:$D2S"
 expect_json .bytes $((2 << 20))
@@ -147,6 +148,8 @@ ref1=$MAPS/ref1.expected
 write_map "$ref1" <<<"0 $((4 << 20)) +"
 expect_map_equals "the mapfile after the copy" "$map1" "$ref1"
 grep -qFx "# kcopy source: $src:0:8192" "$map1" || fail "no line '# kcopy source: $src:0:8192' in $map1"
+grep -qFx "# my note: the disk from shelf 3" "$map1" || fail "the comment '# my note: the disk from shelf 3' of the map was not kept"
+! grep -q "ddrescue" "$map1" || fail "ddrescue's header lines were kept: $(grep ddrescue "$map1")"
 
 check "the source is unchanged"
 cmp -s -- "$src_img" "$src_orig" || fail "the source image changed"

@@ -11,6 +11,8 @@
 # - a map with finished ('+') bytes past the end of the source range (also
 #   with a range that starts past 0): refused (ddrescue's own rule); a map
 #   whose part past the end is only non-tried is taken;
+# - --zero with --mapfile: refused; --dry-run checks the map as the copy would
+#   (a corrupt one refused with its line) but creates and changes nothing;
 # - a FILE in a directory that does not exist, a directory, the destination
 #   device itself: refused, nothing written or created;
 # - --mapfile-interval that is not a positive number: refused (no map created)
@@ -197,6 +199,30 @@ not_a_mapfile() {
 run_case "--mapfile in a directory that does not exist: refused" not_a_mapfile dir "$MAPS/no-such-dir/x.map"
 run_case "--mapfile naming a directory: refused" not_a_mapfile dir "$MAPS"
 run_case "--mapfile naming the destination device: refused, the device unchanged" not_a_mapfile dev "$d1"
+
+# --- --zero and --dry-run ----------------------------------------------------------
+run_case "--zero with --mapfile (no source to map): refused" \
+    refused "$MAPS/zero.map" "mapfile" -- --zero --mapfile "$MAPS/zero.map" "$d1:0:4096"
+dry_run_new() {
+    local s1
+    s1=$(device_sha "$d1")
+    kcopy_ok --dry-run --mapfile "$MAPS/dry.map" "$src:0:4096" "$d1"
+    [[ ! -e $MAPS/dry.map ]] || fail "--dry-run created the mapfile"
+    [[ $(device_sha "$d1") == "$s1" ]] || fail "--dry-run wrote to $d1"
+}
+run_case "--dry-run with a new mapfile: exit 0, the mapfile not created" dry_run_new
+run_case "--dry-run with a corrupt mapfile: refused, the message names the line" \
+    refused "$MAPS/gap.map" "mapfile '$MAPS/gap.map' line 8:" -- --dry-run --mapfile "$MAPS/gap.map" "$src:0:4096" "$d1"
+dry_run_mine() {
+    local m=$MAPS/fresh.map stamp
+    kcopy_ok --mapfile "$m" "$src:0:4096" "$d1"
+    cp "$m" "$MAPS/saved.fresh"
+    stamp=$(stat -c '%i %y' "$m")
+    kcopy_ok --dry-run --mapfile "$m" "$src:0:4096" "$d1"
+    [[ $(stat -c '%i %y' "$m") == "$stamp" ]] || fail "--dry-run rewrote the mapfile"
+    cmp -s "$m" "$MAPS/saved.fresh" || fail "--dry-run changed the mapfile"
+}
+run_case "--dry-run with the map of a finished copy: exit 0, the map untouched" dry_run_mine
 
 # --- --mapfile-interval ----------------------------------------------------------
 # bad_interval VALUE: refused, the one line names the option and the value,
