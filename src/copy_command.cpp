@@ -64,7 +64,6 @@ void record_endpoint(RegionRecord& r, const CopyEndpoints& endpoints, std::size_
   const EndpointFacts& f = endpoints.facts(k);
   const Device* dev = endpoints.device(k);
   r.opened = true;
-  r.path = f.name;
   r.is_block = dev && dev->is_block();
   r.size_bytes = f.size_bytes;
   r.logical_block_size = f.logical_block_size;
@@ -161,7 +160,8 @@ void prepare_copy(const Options& options, PreparedCopy& p, RunRecord& record) {
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::size_t k = opened.endpoint_of(i);
     const EndpointFacts& f = opened.facts(k);
-    p.endpoints.push_back({role_of(i, options), f.name, f.size_bytes, f.growable, f.medium});
+    // Each region is named as typed (a symlink or another name of the same device included).
+    p.endpoints.push_back({role_of(i, options), *record.regions[i].path, f.size_bytes, f.growable, f.medium});
     bool written = false;
     for (std::size_t j = first_dest; j < args.size(); ++j) written |= opened.endpoint_of(j) == k;
     record_endpoint(record.regions[i], opened, k, written, options);
