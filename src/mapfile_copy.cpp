@@ -169,10 +169,9 @@ void MapfileCopy::chunk_done(const Chunk& chunk, const JobResult& r) {
   const Area& a = chunk.area;
   total_.read_err |= r.read_err;
   total_.stopped |= r.stopped;
-  total_.sectors_total += r.sectors_total;
   add_ranges(total_.read_errors, r.read_errors);
   unsigned failed = 0;  // plan destinations this chunk failed
-  std::uint64_t held = a.count;  // sectors every destination still written holds (from the start, or the end)
+  std::uint64_t held = a.count;  // sectors every destination still written holds, from the chunk's start
   for (std::size_t j = 0; j < chunk.dests.size(); ++j) {
     const unsigned d = chunk.dests[j];
     total_.sectors_written[d] += r.sectors_written[j];
@@ -192,12 +191,18 @@ void MapfileCopy::chunk_done(const Chunk& chunk, const JobResult& r) {
     for (std::size_t j = 0; j < chunk.dests.size(); ++j) {  // what a destination still written failed to take
       if (!(live_ & (1u << chunk.dests[j]))) continue;        // dropped: no longer counts
       const std::uint64_t shift = plan_.dests[chunk.dests[j]].sector - plan_.from.sector;
-      for (const ErrorRanges* errors : {&r.write_errors[j], &r.verify_errors[j]})
+      for (const ErrorRanges* errors : {&r.write_errors[j], &r.verify_errors[j]}) {
         for (const ErrorRange& e : errors->ranges()) mark(e.sector - shift, e.count, RescueStatus::non_tried);
+        if (errors->overflow_sectors())  // failures past what the list holds: somewhere in the rest
+          mark(errors->overflow_from() - shift, a.sector + a.count - (errors->overflow_from() - shift),
+               RescueStatus::non_tried);
+      }
       if (r.flush_error[j]) mark(a.sector, a.count, RescueStatus::non_tried);
     }
   }
   for (const ErrorRange& e : r.read_errors.ranges()) mark(e.sector, e.count, RescueStatus::bad_sector);
+  if (r.read_errors.overflow_sectors())  // bad sectors past what the list holds: the rest is to be read again
+    mark(r.read_errors.overflow_from(), a.sector + a.count - r.read_errors.overflow_from(), RescueStatus::non_tried);
   map_.set_current_pos(sectors_to_bytes(a.sector + a.count));
 
   if (r.stopped || (r.read_err && !ignore)) ending_ = true;
