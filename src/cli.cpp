@@ -75,9 +75,10 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
   app.formatter(std::make_shared<Formatter>());
   app.add_option("SOURCE DEST...", opt.regions, "the source region, then 1 to 6 destination regions")
       ->type_name("REGION");
-  app.add_option("--pages", opt.pages,
+  CLI::Option* pages = app.add_option("--pages", opt.pages,
                  "4 KiB pages set aside for data in flight (default " + std::to_string(default_pages) + " = " +
-                     std::to_string(default_pages * page_size >> 20) + " MiB)")
+                     std::to_string(default_pages * page_size >> 20) + " MiB; " + std::to_string(nbd_default_pages) +
+                     " = " + std::to_string(nbd_default_pages * page_size >> 20) + " MiB when a region is an NBD URI)")
       ->type_name("N")
       ->check(CLI::Validator(
           [](std::string& text) {
@@ -191,6 +192,7 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
     return refusal(e.what(), opt, argc, argv);
   }
   opt.verbosity = verbose - quiet;
+  opt.pages_given = pages->count() > 0;
   opt.progress = progress_flag->count() ? progress : ::isatty(STDERR_FILENO) && quiet == 0;
   ParsedCommandLine out;
   out.options = std::move(opt);

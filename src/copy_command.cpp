@@ -76,10 +76,12 @@ void record_endpoint(RegionRecord& r, const CopyEndpoints& endpoints, std::size_
 
 // The pool a copy can use: never more buffers than it has sub-jobs (plus a
 // shortened head), so that a large --pages costs nothing on a small copy.
-std::uint64_t pages_for_copy(const Options& options, std::uint64_t copy_bytes) {
+// A copy with an NBD endpoint takes nbd_default_pages unless --pages says otherwise.
+std::uint64_t pages_for_copy(const Options& options, std::uint64_t copy_bytes, bool nbd) {
   const std::uint64_t pages_per_buffer = (options.io_size + page_size - 1) / page_size;
   const std::uint64_t buffers = (copy_bytes + options.io_size - 1) / options.io_size + 1;
-  return std::min(options.pages, buffers * pages_per_buffer);
+  const std::uint64_t pages = nbd && !options.pages_given ? std::max(options.pages, nbd_default_pages) : options.pages;
+  return std::min(pages, buffers * pages_per_buffer);
 }
 
 // How the copy is done: the engine, its sub-jobs and pool, and the memmove
@@ -188,7 +190,9 @@ void prepare_copy(const Options& options, PreparedCopy& p, RunRecord& record) {
 
   const std::uint64_t copy_bytes = sectors_to_bytes(plan.from.count);
   // --verify reads back into a second buffer per sub-job.
-  p.config = {(options.verify ? 2 : 1) * pages_for_copy(options, copy_bytes), options.io_size, /*io_thread=*/false,
+  bool nbd = false;
+  for (std::size_t k = 0; k < opened.size(); ++k) nbd |= opened.facts(k).nbd;
+  p.config = {(options.verify ? 2 : 1) * pages_for_copy(options, copy_bytes, nbd), options.io_size, /*io_thread=*/false,
               options.throttle, options.max_rate};
   const std::size_t max_requests = KcopydClient::max_requests(p.config, static_cast<unsigned>(plan.dests.size()));
   p.chosen = p.opened->make_backend(options.io_engine, max_requests, copy_bytes, options.io_size);

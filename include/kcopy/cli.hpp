@@ -15,6 +15,7 @@ namespace kcopy {
 struct Options {
   std::vector<std::string> regions;          ///< SOURCE then DESTs, as typed
   std::uint64_t pages = default_pages;       ///< --pages: 4 KiB pages in the page pool
+  bool pages_given = false;                  ///< --pages was on the command line (else NBD copies take more)
   std::uint64_t io_size = default_io_size;   ///< --io-size, in bytes (a multiple of 512)
   bool buffered = false;                     ///< --buffered: no O_DIRECT
   bool no_flush = false;                     ///< --no-flush
