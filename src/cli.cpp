@@ -75,19 +75,21 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
   app.formatter(std::make_shared<Formatter>());
   app.add_option("SOURCE DEST...", opt.regions, "the source region, then 1 to 6 destination regions")
       ->type_name("REGION");
-  CLI::Option* pages = app.add_option("--pages", opt.pages,
-                 "4 KiB pages set aside for data in flight (default " + std::to_string(default_pages) + " = " +
-                     std::to_string(default_pages * page_size >> 20) + " MiB; " + std::to_string(nbd_default_pages) +
-                     " = " + std::to_string(nbd_default_pages * page_size >> 20) + " MiB when a region is an NBD URI)")
-      ->type_name("N")
-      ->check(CLI::Validator(
-          [](std::string& text) {
-            std::uint64_t n = 0;
-            const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-            const bool ok = ec == std::errc() && end == text.data() + text.size() && n > 0 && n <= (1ull << 32);
-            return ok ? std::string() : "'" + text + "' is not a whole number of pages from 1 to 4294967296";
-          },
-          ""));
+  CLI::Option* pages =
+      app.add_option("--pages", opt.pages,
+                     "4 KiB pages set aside for data in flight (default " + std::to_string(default_pages) + " = " +
+                         std::to_string(default_pages * page_size >> 20) + " MiB; " +
+                         std::to_string(nbd_default_pages) + " = " +
+                         std::to_string(nbd_default_pages * page_size >> 20) + " MiB when a region is an NBD URI)")
+          ->type_name("N")
+          ->check(CLI::Validator(
+              [](std::string& text) {
+                std::uint64_t n = 0;
+                const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+                const bool ok = ec == std::errc() && end == text.data() + text.size() && n > 0 && n <= (1ull << 32);
+                return ok ? std::string() : "'" + text + "' is not a whole number of pages from 1 to 4294967296";
+              },
+              ""));
   app.add_option("--io-size", io_size, "size of one sub-job, e.g. 512K, 1M, 2048s (default " + io_size + ")")
       ->type_name("SIZE");
   app.add_flag("--ignore-errors", opt.ignore_errors,

@@ -199,8 +199,9 @@ void prepare_copy(const Options& options, PreparedCopy& p, RunRecord& record) {
   record.engine = describe_engine(p.chosen, p.config, plan, opened, options.zero);
   if (!options.mapfile.empty()) {
     if (record.engine->overlapping)
-      throw Error("--mapfile: a destination overlaps the source, and such a copy cannot be resumed (it changes its "
-                  "own source); copy without --mapfile, or to another place");
+      throw Error(
+          "--mapfile: a destination overlaps the source, and such a copy cannot be resumed (it changes its "
+          "own source); copy without --mapfile, or to another place");
     p.mapfile = std::make_unique<MapfileCopy>(options.mapfile, plan, p.endpoints, copy_flags(options), options.force,
                                               options.mapfile_interval);
     record.mapfile = p.mapfile->record();
@@ -242,8 +243,8 @@ int run_copy(const Options& options, PreparedCopy& p, StopSignals& signals, Stde
     std::optional<ProgressReporter> progress;
     if (options.progress) {
       try {
-        progress.emplace(sink, ::isatty(STDERR_FILENO) ? ProgressStyle::redraw : ProgressStyle::lines, client,
-                         total, static_cast<unsigned>(plan.dests.size()), signals);
+        progress.emplace(sink, ::isatty(STDERR_FILENO) ? ProgressStyle::redraw : ProgressStyle::lines, client, total,
+                         static_cast<unsigned>(plan.dests.size()), signals);
       } catch (const std::exception& e) {
         spdlog::warn("no progress line: {}", e.what());  // the copy goes on without
       }

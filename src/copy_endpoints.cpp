@@ -65,16 +65,16 @@ CopyEndpoints::CopyEndpoints(std::span<const RegionArg> args, std::span<const st
            .medium = nbd_medium(exports_.size() - 1),
            .nbd = true,
            .nbd_connections = static_cast<unsigned>(ex.connections())};
-      spdlog::debug("{} {}: NBD export of {} bytes, block sizes minimum {} preferred {}, {} connection(s){}",
-                    roles[i], quote(f.name), ex.size_bytes(), ex.min_block_size(), ex.preferred_block_size(),
-                    ex.connections(), ex.can_multi_conn() ? " (multi-conn)" : "");
+      spdlog::debug("{} {}: NBD export of {} bytes, block sizes minimum {} preferred {}, {} connection(s){}", roles[i],
+                    quote(f.name), ex.size_bytes(), ex.min_block_size(), ex.preferred_block_size(), ex.connections(),
+                    ex.can_multi_conn() ? " (multi-conn)" : "");
       local_.emplace_back();
       nbd_.push_back(exports_.size() - 1);
 #else
       std::string where;
       for (const std::string& p : nbd_program_paths()) where += (where.empty() ? "" : " or ") + quote(p);
-      throw Error(roles[i] + " " + quote(redacted_uri(args[i].path)) + ": NBD copies run in kcopy-nbd, and " +
-                      where + " could not be run (kcopy was built without libnbd-dev?)",
+      throw Error(roles[i] + " " + quote(redacted_uri(args[i].path)) + ": NBD copies run in kcopy-nbd, and " + where +
+                      " could not be run (kcopy was built without libnbd-dev?)",
                   ENOSYS);
 #endif
     } else {

@@ -88,8 +88,8 @@ MapfileCopy::MapfileCopy(std::string path, const CopyPlan& plan, std::span<const
   };
   areas_ = areas_of({RescueStatus::non_tried, RescueStatus::non_trimmed, RescueStatus::non_scraped});
   std::vector<Area> bad = areas_of({RescueStatus::bad_sector});
-  (flags_ & copy_ignore_errors ? areas_ : bad_left_).insert((flags_ & copy_ignore_errors ? areas_ : bad_left_).end(),
-                                                             bad.begin(), bad.end());
+  (flags_ & copy_ignore_errors ? areas_ : bad_left_)
+      .insert((flags_ & copy_ignore_errors ? areas_ : bad_left_).end(), bad.begin(), bad.end());
   for (const Area& a : areas_) to_copy_sectors_ += a.count;
 
   live_ = (1u << plan.dests.size()) - 1;
@@ -170,7 +170,7 @@ void MapfileCopy::chunk_done(const Chunk& chunk, const JobResult& r) {
   total_.read_err |= r.read_err;
   total_.stopped |= r.stopped;
   add_ranges(total_.read_errors, r.read_errors);
-  unsigned failed = 0;  // plan destinations this chunk failed
+  unsigned failed = 0;           // plan destinations this chunk failed
   std::uint64_t held = a.count;  // sectors every destination still written holds, from the chunk's start
   for (std::size_t j = 0; j < chunk.dests.size(); ++j) {
     const unsigned d = chunk.dests[j];
@@ -189,7 +189,7 @@ void MapfileCopy::chunk_done(const Chunk& chunk, const JobResult& r) {
   if (live_ != 0 && (!r.read_err || ignore)) {
     mark(a.sector, r.stopped ? held : a.count, RescueStatus::finished);
     for (std::size_t j = 0; j < chunk.dests.size(); ++j) {  // what a destination still written failed to take
-      if (!(live_ & (1u << chunk.dests[j]))) continue;        // dropped: no longer counts
+      if (!(live_ & (1u << chunk.dests[j]))) continue;      // dropped: no longer counts
       const std::uint64_t shift = plan_.dests[chunk.dests[j]].sector - plan_.from.sector;
       for (const ErrorRanges* errors : {&r.write_errors[j], &r.verify_errors[j]}) {
         for (const ErrorRange& e : errors->ranges()) mark(e.sector - shift, e.count, RescueStatus::non_tried);

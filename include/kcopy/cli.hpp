@@ -26,15 +26,15 @@ struct Options {
   /// --progress / --no-progress (the last one given); by default on when
   /// stderr is a terminal and -q is not given.
   bool progress = false;
-  bool json = false;           ///< --json: the report on stdout
-  bool dry_run = false;        ///< -n, --dry-run: check and print the plan, write nothing
-  bool zero = false;           ///< --zero: no SOURCE, every region is a DEST to zero
-  bool write_seq = false;      ///< --write-seq (DM_KCOPYD_WRITE_SEQ)
-  bool verify = false;         ///< --verify: read every destination back and compare
-  bool sparse = false;         ///< --sparse: zero runs become punches
-  unsigned throttle = 100;     ///< --throttle PERCENT (1-100; 100 = off)
-  std::uint64_t max_rate = 0;  ///< --max-rate, bytes per second (0 = off)
-  std::string mapfile;         ///< --mapfile FILE ("" = none)
+  bool json = false;             ///< --json: the report on stdout
+  bool dry_run = false;          ///< -n, --dry-run: check and print the plan, write nothing
+  bool zero = false;             ///< --zero: no SOURCE, every region is a DEST to zero
+  bool write_seq = false;        ///< --write-seq (DM_KCOPYD_WRITE_SEQ)
+  bool verify = false;           ///< --verify: read every destination back and compare
+  bool sparse = false;           ///< --sparse: zero runs become punches
+  unsigned throttle = 100;       ///< --throttle PERCENT (1-100; 100 = off)
+  std::uint64_t max_rate = 0;    ///< --max-rate, bytes per second (0 = off)
+  std::string mapfile;           ///< --mapfile FILE ("" = none)
   double mapfile_interval = 30;  ///< --mapfile-interval, seconds (> 0)
 };
 

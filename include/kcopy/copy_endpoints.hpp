@@ -39,7 +39,7 @@ class CopyEndpoints {
   /// Opens the endpoints of `args` (region i has role `roles[i]`): local ones with
   /// Device::open (read for the source and, with --verify, the destinations; write
   /// for destinations; O_EXCL unless --force; read-only for a dry run), NBD URIs
-  /// with NbdExport::open (loading libnbd first). Regions on one device (the same
+  /// with NbdExport::open (in kcopy-nbd: see nbd_program.hpp). Regions on one device (the same
   /// DeviceIdentity) or one URI (the same string) share an endpoint. Files it
   /// creates are appended to `created` as they are, so the caller can remove
   /// them if a later one fails. Throws kcopy::Error (with errno) at the first

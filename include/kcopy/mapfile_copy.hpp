@@ -87,8 +87,8 @@ class MapfileCopy {
   bool existed_ = false;
   std::uint64_t finished_before_ = 0;
   std::uint64_t range_begin_ = 0, range_end_ = 0;  // bytes on the source
-  std::vector<Area> areas_;                         // to copy, in order
-  std::vector<Area> bad_left_;                      // '-' areas not retried
+  std::vector<Area> areas_;                        // to copy, in order
+  std::vector<Area> bad_left_;                     // '-' areas not retried
   std::size_t next_area_ = 0;
   std::uint64_t next_offset_ = 0;  // sectors into areas_[next_area_]
   std::uint64_t to_copy_sectors_ = 0;

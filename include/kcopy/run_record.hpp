@@ -50,22 +50,22 @@ struct EngineRecord {
 /// --mapfile: the record of the copy in GNU ddrescue's format.
 struct MapfileRecord {
   std::string path;
-  bool existed = false;                    ///< the copy resumed from it
-  std::uint64_t finished_bytes_before = 0; ///< bytes '+' inside the copied range at the start
-  std::uint64_t finished_bytes = 0;        ///< ... at the end (the start, in a dry run)
-  std::uint64_t bytes_to_copy = 0;         ///< what this run set out to copy
+  bool existed = false;                     ///< the copy resumed from it
+  std::uint64_t finished_bytes_before = 0;  ///< bytes '+' inside the copied range at the start
+  std::uint64_t finished_bytes = 0;         ///< ... at the end (the start, in a dry run)
+  std::uint64_t bytes_to_copy = 0;          ///< what this run set out to copy
 };
 
 struct RunRecord {
   bool dry_run = false;
   bool zeroing = false;  ///< --zero: no source; regions[i] is destination i + 1
   std::vector<RegionRecord> regions;
-  std::optional<EngineRecord> engine;  ///< once chosen
+  std::optional<EngineRecord> engine;    ///< once chosen
   std::optional<MapfileRecord> mapfile;  ///< with --mapfile, once read
-  std::optional<JobResult> result;     ///< once the copy ran
-  int stop_signal = 0;                 ///< the first SIGINT, SIGTERM or SIGHUP received, or 0
-  double seconds = 0;                  ///< the copy's wall-clock time
-  std::optional<std::string> error;    ///< why nothing was copied (exit status 128)
+  std::optional<JobResult> result;       ///< once the copy ran
+  int stop_signal = 0;                   ///< the first SIGINT, SIGTERM or SIGHUP received, or 0
+  double seconds = 0;                    ///< the copy's wall-clock time
+  std::optional<std::string> error;      ///< why nothing was copied (exit status 128)
   int exit_status = 0;
 };
 
