@@ -65,7 +65,7 @@ for build in c cxx; do
     expect_matches_model "destination 2" "$d2" "$src_orig"
 done
 
-check "destination 2 on a full tmpfs with room for 16 MiB: exactly jobs 256-511 report write_err=2, destination 1 is complete"
+check "destination 2 on a full tmpfs with room for about 16 MiB: the jobs from the first that finds no room to 511 report write_err=2, no other, destination 1 is complete"
 restore_device "$d1" "$d1_orig"
 mnt=$(mount_tmpfs 24M)
 truncate -s 32M "$mnt/full.img"
@@ -75,9 +75,19 @@ full=$(attach "$mnt/full.img")
 status=0
 timeout 60 "$SCRATCH/example-c" "$src" "$d1" "$full" 64 >"$SCRATCH/out" 2>"$SCRATCH/err" || status=$?
 ((status == 1)) || fail "exit $status, expected 1: $(head -3 "$SCRATCH/err")"
-expected=$(for j in $(seq 256 511); do echo "job $j at sector $((j * 128)): read_err=0 write_err=2"; done
-    echo "512 jobs, 256 failed")
-diff <(echo "$expected") "$SCRATCH/out" >"$SCRATCH/diff" || fail "failed jobs differ from 256-511: $(head -6 "$SCRATCH/diff")"
+# tmpfs counts its blocks with per-CPU counters, so its limit is approximate: a
+# few hundred KiB more may fit than the filler left (jobs up to 260 were let
+# through). So the first failed job is 256 or a little later (up to 1 MiB), and
+# every job from it on fails, on destination 2 only.
+first=$(sed -n 's/^job \([0-9]*\) .*/\1/p' "$SCRATCH/out" | head -1)
+[[ -n $first ]] && ((first >= 256 && first <= 272)) || fail "first failed job: '${first:-none}', expected 256-272"
+expected=$(for j in $(seq "$first" 511); do echo "job $j at sector $((j * 128)): read_err=0 write_err=2"; done
+    echo "512 jobs, $((512 - first)) failed")
+diff <(echo "$expected") "$SCRATCH/out" >"$SCRATCH/diff" || fail "failed jobs differ from $first-511: $(head -6 "$SCRATCH/diff")"
 expect_matches_model "destination 1" "$d1" "$src_orig"
+# Only the first 16 MiB (jobs 0-255, stored before the copy) can be checked: a job
+# past them that tmpfs let through may still have lost its data, as the loop driver
+# ends a short write to its backing file as a success (seen here: jobs 256-260
+# reported clean, with zeroes in the file).
 expect_same_sectors "destination 2 (its first 16 MiB)" "$full" 0 "$src_orig" 0 32768
 pass
