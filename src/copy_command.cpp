@@ -99,12 +99,10 @@ EngineRecord describe_engine(const ChosenBackend& chosen, const ClientConfig& co
   const OverlapOrder order = zero ? OverlapOrder{} : overlap_order(span_of(plan.from), dests);
   const SubJobPlan sub_jobs(sectors_to_bytes(plan.from.sector), sectors_to_bytes(plan.from.count), config.io_size,
                             alignment);
-  bool nbd = false;
-  for (std::size_t k = 0; k < endpoints.size(); ++k) nbd |= endpoints.facts(k).nbd;
-  bool local = false;
-  for (std::size_t k = 0; k < endpoints.size(); ++k) local |= !endpoints.facts(k).nbd;
   return {
-      .engine = !local ? "nbd" : std::string(io_engine_name(chosen.engine)) + (nbd ? "+nbd" : ""),
+      .engine = !endpoints.has_local()
+                    ? "nbd"
+                    : std::string(io_engine_name(chosen.engine)) + (endpoints.has_nbd() ? "+nbd" : ""),
       .reason = chosen.reason,
       .io_size = config.io_size,
       .sub_jobs = sub_jobs.count(),
@@ -127,8 +125,11 @@ struct PreparedCopy {
   std::unique_ptr<MapfileCopy> mapfile;  // --mapfile
 };
 
+// The job flags of the options. --write-seq turns --ignore-errors off, as in
+// dm-kcopyd (the engine does it too; here it also holds for --mapfile and the reports).
 unsigned copy_flags(const Options& options) {
-  return (options.no_flush ? copy_no_flush : 0u) | (options.ignore_errors ? copy_ignore_errors : 0u) |
+  return (options.no_flush ? copy_no_flush : 0u) |
+         (options.ignore_errors && !options.write_seq ? copy_ignore_errors : 0u) |
          (options.write_seq ? copy_write_seq : 0u) | (options.verify ? copy_verify : 0u) |
          (options.sparse ? copy_sparse : 0u);
 }
@@ -190,10 +191,8 @@ void prepare_copy(const Options& options, PreparedCopy& p, RunRecord& record) {
 
   const std::uint64_t copy_bytes = sectors_to_bytes(plan.from.count);
   // --verify reads back into a second buffer per sub-job.
-  bool nbd = false;
-  for (std::size_t k = 0; k < opened.size(); ++k) nbd |= opened.facts(k).nbd;
-  p.config = {(options.verify ? 2 : 1) * pages_for_copy(options, copy_bytes, nbd), options.io_size, /*io_thread=*/false,
-              options.throttle, options.max_rate};
+  p.config = {(options.verify ? 2 : 1) * pages_for_copy(options, copy_bytes, opened.has_nbd()), options.io_size,
+              /*io_thread=*/false, options.throttle, options.max_rate};
   const std::size_t max_requests = KcopydClient::max_requests(p.config, static_cast<unsigned>(plan.dests.size()));
   p.chosen = p.opened->make_backend(options.io_engine, max_requests, copy_bytes, options.io_size);
   record.engine = describe_engine(p.chosen, p.config, plan, opened, options.zero);
@@ -262,7 +261,7 @@ int run_copy(const Options& options, PreparedCopy& p, StopSignals& signals, Stde
   record.stop_signal = signals.received();
   record.seconds = seconds;
 
-  report_result(result, plan, p.endpoints, options.ignore_errors && !options.write_seq);
+  report_result(result, plan, p.endpoints, copy_flags(options) & copy_ignore_errors);
   report_summary(result, plan.dests.size(), seconds);
   return exit_status(result, signals.received());
 }

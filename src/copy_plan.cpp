@@ -31,7 +31,7 @@ IoRegion dest_region(const EndpointInfo& ep, const RegionArg& arg, std::size_t i
   if (d.count != count)
     throw Error(describe(ep, d) + ": COUNT " + std::to_string(d.count) + " differs from " + whose + " " +
                 std::to_string(count));
-  if (d.sector > UINT64_MAX / sector_size - d.count)
+  if (!ends_within_bytes(d.sector, d.count))
     throw Error(describe(ep, d) + ": ends past the largest possible byte offset");
   const std::uint64_t ep_sectors = bytes_to_sectors(ep.size_bytes);
   if (!ep.growable && (d.sector > ep_sectors || d.count > ep_sectors - d.sector))

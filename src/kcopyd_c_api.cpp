@@ -97,8 +97,7 @@ int check_region(const io_region& r, bool destination, const char* role) {
     return fail(EBADF, std::string(role) + " " + kcopy::quote(dev.path()) + " was not opened with KCOPYD_BDEV_WRITE");
   const std::uint64_t sectors = kcopy::bytes_to_sectors(dev.size_bytes());
   const bool grows = destination && !dev.is_block();
-  if (r.sector > UINT64_MAX / kcopy::sector_size - r.count ||
-      (!grows && (r.sector > sectors || r.count > sectors - r.sector)))
+  if (!kcopy::ends_within_bytes(r.sector, r.count) || (!grows && (r.sector > sectors || r.count > sectors - r.sector)))
     return fail(EINVAL, std::string(role) + " sectors " + std::to_string(r.sector) + "+" + std::to_string(r.count) +
                             " lie past the end of " + kcopy::quote(dev.path()) + " (" + std::to_string(sectors) +
                             " sectors)");

@@ -338,10 +338,18 @@ std::string format_mapfile(const RescueMap& map, std::span<const std::string> co
 }
 
 namespace {
+constexpr std::string_view identity_prefix = "kcopy ";
 std::string endpoint_comment(std::string role, std::string_view path, std::uint64_t sector, std::uint64_t count) {
-  return "kcopy " + role + ": " + printable(path) + ":" + std::to_string(sector) + ":" + std::to_string(count);
+  return std::string(identity_prefix) + role + ": " + printable(path) + ":" + std::to_string(sector) + ":" +
+         std::to_string(count);
 }
 }  // namespace
+
+bool is_mapfile_identity_comment(std::string_view comment) {
+  if (!comment.starts_with(identity_prefix)) return false;
+  comment.remove_prefix(identity_prefix.size());
+  return comment.starts_with("source: ") || comment.starts_with("destination ");
+}
 
 std::string mapfile_source_comment(std::string_view path, std::uint64_t sector, std::uint64_t count) {
   return endpoint_comment("source", path, sector, count);

@@ -15,11 +15,7 @@ namespace {
 constexpr std::uint64_t min_chunk_sectors = bytes_to_sectors(1 << 20);
 constexpr std::uint64_t max_chunk_sectors = bytes_to_sectors(256 << 20);
 constexpr std::uint64_t first_chunk_sectors = bytes_to_sectors(16 << 20);
-constexpr std::size_t range_capacity = 4096;  // failed ranges listed per endpoint, as a job's
-
-bool is_identity_comment(const std::string& c) {
-  return c.rfind("kcopy source: ", 0) == 0 || c.rfind("kcopy destination ", 0) == 0;
-}
+constexpr std::size_t range_capacity = 4096;  // failed ranges listed per endpoint over the whole copy
 
 // Adds `from`'s ranges to `to` (the overflow as one range: the count is what matters).
 void add_ranges(ErrorRanges& to, const ErrorRanges& from) {
@@ -50,23 +46,23 @@ MapfileCopy::MapfileCopy(std::string path, const CopyPlan& plan, std::span<const
     ParsedMapfile parsed = parse_mapfile(*text, path_);
     std::vector<std::string> theirs;
     for (const std::string& c : parsed.comments)
-      if (is_identity_comment(c)) theirs.push_back(c);
+      if (is_mapfile_identity_comment(c)) theirs.push_back(c);
     if (!theirs.empty() && theirs != comments_) {
       if (!force)
-        throw Error("mapfile " + quote(path_) + " was written for another copy (" + theirs[0] +
+        throw Error("mapfile " + quote(path_) + " was written for another copy (" + printable(theirs[0]) +
                     "); use another FILE, or --force to use it for this one");
-      spdlog::warn("mapfile {} was written for another copy ({}); used anyway (--force)", quote(path_), theirs[0]);
+      spdlog::warn("mapfile {} was written for another copy ({}); used anyway (--force)", quote(path_),
+                   printable(theirs[0]));
     }
     for (const std::string& c : parsed.comments)  // keep the user's own comments
-      if (!is_identity_comment(c)) comments_.push_back(c);
+      if (!is_mapfile_identity_comment(c)) comments_.push_back(c);
     map_ = std::move(parsed.map);
     if (!map_.truncate_to(range_end_))
       throw Error("mapfile " + quote(path_) + " has finished areas past the end of the source range (byte " +
                   std::to_string(range_end_) + "): it is for a larger copy");
   }
   map_.extend_to(range_end_);
-  for (const RescueBlock& b : map_.areas_with(RescueStatus::finished, range_begin_, range_end_ - range_begin_))
-    finished_before_ += b.size;
+  finished_before_ = finished_bytes();
 
   // The areas to copy, in whole sectors (outward: copying a finished byte again is harmless).
   const auto areas_of = [&](std::initializer_list<RescueStatus> statuses) {
@@ -88,8 +84,8 @@ MapfileCopy::MapfileCopy(std::string path, const CopyPlan& plan, std::span<const
   };
   areas_ = areas_of({RescueStatus::non_tried, RescueStatus::non_trimmed, RescueStatus::non_scraped});
   std::vector<Area> bad = areas_of({RescueStatus::bad_sector});
-  (flags_ & copy_ignore_errors ? areas_ : bad_left_)
-      .insert((flags_ & copy_ignore_errors ? areas_ : bad_left_).end(), bad.begin(), bad.end());
+  std::vector<Area>& bad_to = flags_ & copy_ignore_errors ? areas_ : bad_left_;  // retried, or left
+  bad_to.insert(bad_to.end(), bad.begin(), bad.end());
   for (const Area& a : areas_) to_copy_sectors_ += a.count;
 
   live_ = (1u << plan.dests.size()) - 1;
@@ -100,11 +96,15 @@ MapfileCopy::MapfileCopy(std::string path, const CopyPlan& plan, std::span<const
   }
 }
 
-MapfileRecord MapfileCopy::record() const {
+std::uint64_t MapfileCopy::finished_bytes() const {
   std::uint64_t finished = 0;
   for (const RescueBlock& b : map_.areas_with(RescueStatus::finished, range_begin_, range_end_ - range_begin_))
     finished += b.size;
-  return {path_, existed_, finished_before_, finished, sectors_to_bytes(to_copy_sectors_)};
+  return finished;
+}
+
+MapfileRecord MapfileCopy::record() const {
+  return {path_, existed_, finished_before_, finished_bytes(), sectors_to_bytes(to_copy_sectors_)};
 }
 
 void MapfileCopy::start(KcopydClient& client) {
@@ -232,9 +232,7 @@ void MapfileCopy::write_map() {
 
 JobResult MapfileCopy::finish() {
   total_.sectors_total = to_copy_sectors_;  // what was left to copy (bad areas not retried added below)
-  const bool done = map_.areas_with(RescueStatus::finished, range_begin_, range_end_ - range_begin_).size() == 1 &&
-                    record().finished_bytes == range_end_ - range_begin_;
-  if (done) map_.set_current_status(RescuePhase::finished);
+  if (finished_bytes() == range_end_ - range_begin_) map_.set_current_status(RescuePhase::finished);
   try {
     write_map();
   } catch (const Error& e) {

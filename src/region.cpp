@@ -118,8 +118,7 @@ void parse_fields(std::span<const std::string_view> fields, RegionArg& region,
   }
   if (region.count == 0u) throw fail("COUNT must be at least 1 sector");
   // Each value fits in bytes on its own; the end of the range must too.
-  const std::uint64_t max_sectors = bytes_to_sectors(max_u64);
-  if (region.count && *region.count > max_sectors - region.sector.value_or(0))
+  if (region.count && !ends_within_bytes(region.sector.value_or(0), *region.count))
     throw fail("SECTOR + COUNT is too large (the region would end at 2^64 bytes or beyond)");
 }
 

@@ -54,6 +54,9 @@ class CopyEndpoints {
   /// The endpoint of region i.
   std::size_t endpoint_of(std::size_t region) const { return endpoint_of_[region]; }
   const EndpointFacts& facts(std::size_t k) const { return facts_[k]; }
+  /// Whether some endpoint is a local device or file / an NBD export.
+  bool has_local() const { return !devices_.empty(); }
+  bool has_nbd() const { return devices_.size() < facts_.size(); }
   /// The local device of endpoint k, or null for an NBD export.
   Device* device(std::size_t k) { return local_[k] ? &devices_[*local_[k]] : nullptr; }
   const Device* device(std::size_t k) const { return local_[k] ? &devices_[*local_[k]] : nullptr; }

@@ -194,6 +194,8 @@ std::string format_mapfile(const RescueMap& map, std::span<const std::string> co
 std::string mapfile_source_comment(std::string_view path, std::uint64_t sector, std::uint64_t count);
 std::string mapfile_destination_comment(unsigned number, std::string_view path, std::uint64_t sector,
                                         std::uint64_t count);
+/// Whether a ParsedMapfile comment is one of kcopy's identity comments (above).
+bool is_mapfile_identity_comment(std::string_view comment);
 
 /// The content of the file at `path`, or nullopt when there is no such file (ENOENT: no
 /// mapfile yet, a new rescue). Throws kcopy::Error for any other failure: unreadable, not

@@ -76,6 +76,7 @@ class MapfileCopy {
   void queue_next();
   void chunk_done(const Chunk& chunk, const JobResult& r);
   void mark(std::uint64_t sector, std::uint64_t count, RescueStatus status);
+  std::uint64_t finished_bytes() const;  // '+' inside the range
   void write_map();
 
   std::string path_;

@@ -43,6 +43,14 @@ cc -std=c99 -Wall -Wextra -Werror -o "$SCRATCH/example-c" "$example" $flags 2>"$
 # shellcheck disable=SC2086
 c++ -x c++ -std=c++17 -Wall -Wextra -Werror -o "$SCRATCH/example-cxx" "$example" $flags 2>"$SCRATCH/cxx.log" ||
     fail "c++ failed: $(head -5 "$SCRATCH/cxx.log")"
+check "every installed C++ header compiles on its own from the installed tree (C++20)"
+headers=$(find "$root" -type d -path '*/include/kcopy' | head -1)
+[[ -n $headers ]] || fail "no include/kcopy directory was installed"
+for h in "$headers"/*.hpp; do
+    # shellcheck disable=SC2086
+    printf '#include <kcopy/%s>\n' "$(basename "$h")" | c++ -x c++ -std=c++20 -fsyntax-only - $flags 2>"$SCRATCH/hdr.log" ||
+        fail "installed <kcopy/$(basename "$h")> does not compile: $(head -3 "$SCRATCH/hdr.log")"
+done
 export LD_LIBRARY_PATH
 LD_LIBRARY_PATH=$(dirname "$lib")
 
