@@ -87,10 +87,17 @@ print(f"    {sum(map(len, offs.values()))} writes, ascending on every destinatio
 PY
     expect_same_sectors "copy" "$d" 0 "$src" 0 16384
     check "--write-seq --ignore-errors with destination 2 failing: a notice, exit 2 (the error drops it)"
+    scramble "$d" 8  # so that destination 1's check below sees this copy, not the last one
     expect_status 2 "$KCOPY" --write-seq --ignore-errors "$src:0:16384" "$d" "$full"
     expect_stderr_has "--write-seq"
     expect_full_failed
     expect_same_sectors "destination 1" "$d" 0 "$src" 0 16384
+}
+
+# scramble DEV MIB: random bytes over the first MIB MiB of DEV, so that a check
+# after the next copy cannot pass on what an earlier copy left there.
+scramble() {
+    dd if=/dev/urandom of="$1" bs=1M count="$2" oflag=direct status=none || fail "cannot scramble $1"
 }
 
 # timed SECONDS_VAR CMD...: run CMD (must exit 0), store its wall time in SECONDS_VAR.
@@ -123,9 +130,11 @@ pacing() {
     printf '    --max-rate 20M: %d ms\n' $((rated / 1000))
     ((rated >= 2560000 && rated <= 3840000)) || fail "--max-rate 20M took ${rated} us"
     expect_same_sectors "copy" "$d" 0 "$src" 0 131072
-    check "--max-rate 20M with destination 2 failing: exit 2, destination 1 exact"
+    check "--max-rate 200M with destination 2 failing: exit 2, destination 1 exact"
+    scramble "$d" 8
     expect_status 2 "$KCOPY" --max-rate 200M "$src:0:16384" "$d" "$full"
     expect_full_failed
+    expect_same_sectors "destination 1" "$d" 0 "$src" 0 16384
 }
 
 sparse() {

@@ -59,6 +59,7 @@ d1_img=$(make_image d1.img 32M)
 d2_img=$(make_image d2.img 32M)
 src_orig=$(pristine_copy "$src_img")
 d1_orig=$(pristine_copy "$d1_img")
+d2_orig=$(pristine_copy "$d2_img")
 src=$(attach "$src_img")
 d1=$(attach "$d1_img")
 d2=$(attach "$d2_img")
@@ -66,6 +67,7 @@ d2=$(attach "$d2_img")
 for build in c cxx; do
     check "example ($build): 512 jobs of 64 KiB queued at once to two loop devices: all clean, both byte-exact"
     restore_device "$d1" "$d1_orig"
+    restore_device "$d2" "$d2_orig"  # each build's copy is checked on its own
     timeout 60 "$SCRATCH/example-$build" "$src" "$d1" "$d2" 64 >"$SCRATCH/out" 2>"$SCRATCH/err" ||
         fail "exit $?: $(cat "$SCRATCH/out" "$SCRATCH/err" | head -5)"
     [[ $(cat "$SCRATCH/out") == "512 jobs, 0 failed" ]] || fail "output: $(head -3 "$SCRATCH/out")"

@@ -156,14 +156,14 @@ write_map "$past" <<'EOF'
 0x400000 0x100000 +
 EOF
 run_case "a map with '+' bytes past the end of the range (bytes [4 MiB, 5 MiB) of a 4 MiB range): refused" \
-    refused "$past" "$past" -- --mapfile "$past" "$src:0:8192" "$d1"
+    refused "$past" "$past" "has finished areas past the end of the source range" -- --mapfile "$past" "$src:0:8192" "$d1"
 past2=$MAPS/past2.map
 write_map "$past2" <<'EOF'
 0 0x100000 ?
 0x100000 0x180000 +
 EOF
 run_case "a map finished over [1 MiB, 2.5 MiB), the range [1 MiB, 2 MiB): refused" \
-    refused "$past2" "$past2" -- --mapfile "$past2" "$src:2048:2048" "$d1"
+    refused "$past2" "$past2" "has finished areas past the end of the source range" -- --mapfile "$past2" "$src:2048:2048" "$d1"
 
 beyond() {
     # Finished over [0, 1 MiB), non-tried from there to 8 MiB; the range is [0, 4 MiB).
@@ -202,7 +202,7 @@ run_case "--mapfile naming the destination device: refused, the device unchanged
 
 # --- --zero and --dry-run ----------------------------------------------------------
 run_case "--zero with --mapfile (no source to map): refused" \
-    refused "$MAPS/zero.map" "mapfile" -- --zero --mapfile "$MAPS/zero.map" "$d1:0:4096"
+    refused "$MAPS/zero.map" "--mapfile records a copy from a source; --zero has none" -- --zero --mapfile "$MAPS/zero.map" "$d1:0:4096"
 dry_run_new() {
     local s1
     s1=$(device_sha "$d1")

@@ -173,6 +173,10 @@ resumed() {
     expect_json .mapfile.finished_bytes_before "$plus"
     expect_json .mapfile.finished_bytes "$SIZE"
     expect_json .bytes $((SIZE - plus))
+    # The whole report of a resumed run is consistent (each destination 'ok' with
+    # what the map left to copy written).
+    "$PYTHON" "$TESTS_DIR/check_report.py" "$STDOUT_FILE" 0 || fail "the --json report of the rerun is wrong (above)"
+    expect_json '.destinations[0].sectors_written' $(((SIZE - plus) / 512))
     echo "    read from the source: $(((r1 - r0) * 512)) bytes; left to copy: $((SIZE - plus))"
     (((r1 - r0) * 512 <= SIZE - plus + (1 << 20))) ||
         fail "$label: the rerun read $(((r1 - r0) * 512)) bytes of the source, only $((SIZE - plus)) were left"

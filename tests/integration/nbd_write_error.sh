@@ -127,8 +127,11 @@ losing_writes() {
     check "with --verify: kcopy --verify $src:0:8192 $d1 $u_lie exits exactly 2"
     reset_all
     expect_status 2 "$KCOPY" --verify "$src:0:8192" "$d1" "$u_lie"
-    stderr_line_with "^kcopy: destination 2 '$(ere "$u_lie")': verify error" ||
-        fail "no stderr line 'kcopy: destination 2 '$u_lie': verify error ...'"
+    grep -E "verify error" "$STDERR_FILE" >"$SCRATCH/got.txt" || true
+    printf "kcopy: destination 2 '%s': verify error at sectors 0-8191 (8192 sectors): read back different data\n" \
+        "$u_lie" >"$SCRATCH/want.txt"
+    diff -u --label expected --label stderr "$SCRATCH/want.txt" "$SCRATCH/got.txt" >&2 ||
+        fail "the verify errors reported are not exactly sectors 0-8191 of destination 2"
     ! error_line_about "destination 1" || fail "stderr reports an error on destination 1"
     expect_matches_model "destination 1 (loop)" "$d1" "$(model "$d1_orig" 0 0 8192)"
 }
