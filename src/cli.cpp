@@ -9,6 +9,7 @@
 
 #include "kcopy/error.hpp"
 #include "kcopy/page_pool.hpp"
+#include "kcopy/quote.hpp"
 #include "kcopy/region.hpp"
 #include "kcopy/units.hpp"
 #include "kcopy/version.hpp"
@@ -87,7 +88,7 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
                 std::uint64_t n = 0;
                 const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
                 const bool ok = ec == std::errc() && end == text.data() + text.size() && n > 0 && n <= (1ull << 32);
-                return ok ? std::string() : "'" + text + "' is not a whole number of pages from 1 to 4294967296";
+                return ok ? std::string() : quote(text) + " is not a whole number of pages from 1 to 4294967296";
               },
               ""));
   app.add_option("--io-size", io_size, "size of one sub-job, e.g. 512K, 1M, 2048s (default " + io_size + ")")
@@ -144,7 +145,7 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
             double seconds = 0;
             const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
             const bool ok = ec == std::errc() && end == text.data() + text.size() && seconds > 0 && seconds < 1e9;
-            return ok ? std::string() : "'" + text + "' is not a number of seconds above 0 (e.g. 30, 0.5)";
+            return ok ? std::string() : quote(text) + " is not a number of seconds above 0 (e.g. 30, 0.5)";
           },
           ""))
       ->needs(mapfile);

@@ -142,21 +142,20 @@ void prepare_copy(const Options& options, PreparedCopy& p, RunRecord& record) {
     struct stat st {};
     return ::stat(path.c_str(), &st) == 0;
   };
+  std::vector<std::string> roles;
   for (std::size_t i = 0; i < options.regions.size(); ++i) {
     RegionRecord& r = record.regions.emplace_back();
-    r.role = role_of(i, options);
+    r.role = roles.emplace_back(role_of(i, options));
     r.argument = is_nbd_uri(options.regions[i]) ? redacted_region(options.regions[i]) : options.regions[i];
   }
   std::vector<RegionArg> args;
   for (std::size_t i = 0; i < options.regions.size(); ++i) {
-    const RegionArg& arg = args.emplace_back(parse_region(options.regions[i], role_of(i, options), exists));
+    const RegionArg& arg = args.emplace_back(parse_region(options.regions[i], roles[i], exists));
     record.regions[i].path = arg.nbd ? redacted_uri(arg.path) : arg.path;
     record.regions[i].sector = arg.sector;
     record.regions[i].count = arg.count;
   }
 
-  std::vector<std::string> roles;
-  for (std::size_t i = 0; i < args.size(); ++i) roles.push_back(role_of(i, options));
   p.opened = std::make_unique<CopyEndpoints>(args, roles, options, p.undo.created);
   const CopyEndpoints& opened = *p.opened;
   const std::size_t first_dest = options.zero ? 0 : 1;
@@ -164,10 +163,8 @@ void prepare_copy(const Options& options, PreparedCopy& p, RunRecord& record) {
     const std::size_t k = opened.endpoint_of(i);
     const EndpointFacts& f = opened.facts(k);
     // Each region is named as typed (a symlink or another name of the same device included).
-    p.endpoints.push_back({role_of(i, options), *record.regions[i].path, f.size_bytes, f.growable, f.medium});
-    bool written = false;
-    for (std::size_t j = first_dest; j < args.size(); ++j) written |= opened.endpoint_of(j) == k;
-    record_endpoint(record.regions[i], opened, k, written, options);
+    p.endpoints.push_back({roles[i], *record.regions[i].path, f.size_bytes, f.growable, f.medium});
+    record_endpoint(record.regions[i], opened, k, f.written, options);
   }
   CopyPlan& plan = p.plan = options.zero ? plan_zero(args, p.endpoints) : plan_copy(args, p.endpoints);
   // The reports name destination d by endpoints[d + 1]: a zero run has no source there.

@@ -63,7 +63,6 @@ CopyEndpoints::CopyEndpoints(std::span<const RegionArg> args, std::span<const st
            .alignment = ex.min_block_size(),
            .logical_block_size = std::max<std::uint32_t>(ex.min_block_size(), sector_size),
            .medium = nbd_medium(exports_.size() - 1),
-           .nbd = true,
            .nbd_connections = static_cast<unsigned>(ex.connections())};
       spdlog::debug("{} {}: NBD export of {} bytes, block sizes minimum {} preferred {}, {} connection(s){}", roles[i],
                     quote(f.name), ex.size_bytes(), ex.min_block_size(), ex.preferred_block_size(), ex.connections(),
@@ -97,6 +96,7 @@ CopyEndpoints::CopyEndpoints(std::span<const RegionArg> args, std::span<const st
       local_.push_back(devices_.size() - 1);
       nbd_.push_back(0);
     }
+    f.written = has_dest;
     facts_.push_back(f);
   }
 }
@@ -126,9 +126,8 @@ ChosenBackend CopyEndpoints::make_backend(IoEngine engine, std::size_t max_reque
   if (fds.empty()) return {std::move(nbd), engine, "every endpoint is an NBD export (libnbd)"};
   ChosenBackend local = kcopy::make_backend(engine, std::move(fds), max_requests, copy_bytes, io_size);
   std::vector<MultiplexBackend::Route> routes;
-  unsigned local_count = 0;
-  for (std::size_t k = 0; k < size(); ++k)
-    routes.push_back(local_[k] ? MultiplexBackend::Route{0, local_count++}
+  for (std::size_t k = 0; k < size(); ++k)  // the local child's endpoints are devices_, in order
+    routes.push_back(local_[k] ? MultiplexBackend::Route{0, static_cast<unsigned>(*local_[k])}
                                : MultiplexBackend::Route{1, static_cast<unsigned>(nbd_[k])});
   std::vector<std::unique_ptr<IoBackend>> children;
   children.push_back(std::move(local.backend));

@@ -38,10 +38,6 @@ bool cut(std::string_view uri, UriParts& parts) {
   return true;
 }
 
-bool ends_with(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-
 // A field that parse_region would take for a number (see split_nbd_region).
 bool looks_like_number(std::string_view field) {
   if (field.find_first_of("/?#&=") != std::string_view::npos) return false;
@@ -185,7 +181,7 @@ NbdRegionArg split_nbd_region(std::string_view arg) {
 
   const std::string_view host_port =
       parts.authority.substr(parts.authority.rfind('@') == std::string_view::npos ? 0 : parts.authority.rfind('@') + 1);
-  if (ends_with(parts.scheme, "+unix")) {
+  if (parts.scheme.ends_with("+unix")) {
     if (!host_port.empty()) malformed(out.uri, "a Unix-socket URI names no host (nbd+unix:///EXPORT?socket=PATH)");
     if (!has_socket_parameter(tail)) malformed(out.uri, "a Unix-socket URI needs ?socket=PATH");
   } else {

@@ -27,7 +27,7 @@ struct EndpointFacts {
   std::uint32_t logical_block_size = 512;  ///< bytes (an NBD export: its minimum block, at least 512)
   Medium medium;                           ///< overlap is judged on it (an NBD export is its own)
   bool growable = false;                   ///< a regular file: a destination may extend it
-  bool nbd = false;
+  bool written = false;                    ///< a destination is on it (opened for writing)
   unsigned nbd_connections = 0;  ///< an NBD export: the connections opened (multi-conn)
 };
 

@@ -726,7 +726,8 @@ direct_sha() {
 
 # run_case DESCRIPTION COMMAND...: runs one case in a subshell with set -e, so that
 # a failing case is recorded in failed[] and the next case still runs. A test may
-# define on_case_failure (e.g. to put its devices back) to run after a failure.
+# define on_case_failure (e.g. to put its devices back) to run after a failure. A
+# case that calls skip (exit 77) is skipped alone; the other cases still count.
 failed=()
 run_case() {
     local desc=$1 rc
@@ -739,7 +740,9 @@ run_case() {
     )
     rc=$?
     set -e
-    if ((rc != 0)); then
+    if ((rc == 77)); then
+        printf '(case skipped: %s)\n' "$desc"  # skip() inside a case skips that case, not the test
+    elif ((rc != 0)); then
         failed+=("$desc")
         if declare -F on_case_failure >/dev/null; then on_case_failure; fi
     fi

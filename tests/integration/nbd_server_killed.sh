@@ -128,6 +128,8 @@ for e in errors:
         bad[i] = 1
 nbad = sum(bad)
 assert 0 < nbad < 65536, f"{nbad} sectors reported unreadable: the kill was not mid-copy"
+# Once the server is dead no read succeeds: the errors must run to the last sector.
+assert bad[-1], "the reported read errors stop before the end of the copy, after the server died"
 s = open(src, "rb").read()
 for n, dest in enumerate(dests, 1):
     fd = os.open(dest, os.O_RDONLY)
