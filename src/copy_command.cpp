@@ -125,13 +125,12 @@ struct PreparedCopy {
   std::unique_ptr<MapfileCopy> mapfile;  // --mapfile
 };
 
-// The job flags of the options. --write-seq turns --ignore-errors off, as in
-// dm-kcopyd (the engine does it too; here it also holds for --mapfile and the reports).
+// The job flags of the options, as the engine runs them (effective_flags:
+// --write-seq turns --ignore-errors off, for --mapfile and the reports too).
 unsigned copy_flags(const Options& options) {
-  return (options.no_flush ? copy_no_flush : 0u) |
-         (options.ignore_errors && !options.write_seq ? copy_ignore_errors : 0u) |
-         (options.write_seq ? copy_write_seq : 0u) | (options.verify ? copy_verify : 0u) |
-         (options.sparse ? copy_sparse : 0u);
+  return effective_flags((options.no_flush ? copy_no_flush : 0u) | (options.ignore_errors ? copy_ignore_errors : 0u) |
+                         (options.write_seq ? copy_write_seq : 0u) | (options.verify ? copy_verify : 0u) |
+                         (options.sparse ? copy_sparse : 0u));
 }
 
 // Parses the regions, opens the devices (read-only for a dry run), checks the

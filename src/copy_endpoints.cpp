@@ -119,24 +119,34 @@ ChosenBackend CopyEndpoints::make_backend(IoEngine engine, std::size_t max_reque
     ep.placement = placement(k);
     fds.push_back(ep);
   }
-  if (exports_.empty()) return kcopy::make_backend(engine, std::move(fds), max_requests, copy_bytes, io_size);
+  ChosenBackend chosen;
+  if (exports_.empty()) {
+    chosen = kcopy::make_backend(engine, std::move(fds), max_requests, copy_bytes, io_size);
+  } else {
 #ifdef KCOPY_HAVE_NBD
-  auto nbd = std::make_unique<NbdBackend>(std::move(exports_), max_requests);
-  exports_.clear();
-  if (fds.empty()) return {std::move(nbd), engine, "every endpoint is an NBD export (libnbd)"};
-  ChosenBackend local = kcopy::make_backend(engine, std::move(fds), max_requests, copy_bytes, io_size);
-  std::vector<MultiplexBackend::Route> routes;
-  for (std::size_t k = 0; k < size(); ++k)  // the local child's endpoints are devices_, in order
-    routes.push_back(local_[k] ? MultiplexBackend::Route{0, static_cast<unsigned>(*local_[k])}
-                               : MultiplexBackend::Route{1, static_cast<unsigned>(nbd_[k])});
-  std::vector<std::unique_ptr<IoBackend>> children;
-  children.push_back(std::move(local.backend));
-  children.push_back(std::move(nbd));
-  return {std::make_unique<MultiplexBackend>(std::move(children), std::move(routes), max_requests), local.engine,
-          local.reason + "; NBD exports through libnbd"};
-#else
-  return {};  // unreachable: the constructor opens no export without libnbd
+    auto nbd = std::make_unique<NbdBackend>(std::move(exports_), max_requests);
+    exports_.clear();
+    if (fds.empty()) {
+      chosen = {std::move(nbd), engine, "every endpoint is an NBD export (libnbd)"};
+    } else {
+      ChosenBackend local = kcopy::make_backend(engine, std::move(fds), max_requests, copy_bytes, io_size);
+      std::vector<MultiplexBackend::Route> routes;
+      for (std::size_t k = 0; k < size(); ++k)  // the local child's endpoints are devices_, in order
+        routes.push_back(local_[k] ? MultiplexBackend::Route{0, static_cast<unsigned>(*local_[k]), placement(k)}
+                                   : MultiplexBackend::Route{1, static_cast<unsigned>(nbd_[k]), placement(k)});
+      std::vector<std::unique_ptr<IoBackend>> children;
+      children.push_back(std::move(local.backend));
+      children.push_back(std::move(nbd));
+      chosen = {std::make_unique<MultiplexBackend>(std::move(children), std::move(routes), max_requests), local.engine,
+                local.reason + "; NBD exports through libnbd", std::move(local.methods)};
+    }
 #endif
+  }
+  // -v names each endpoint's I/O method.
+  for (std::size_t k = 0; k < size(); ++k)
+    spdlog::debug("{}: I/O through {}", quote(facts_[k].name),
+                  local_[k] ? io_engine_name(chosen.methods.at(*local_[k])) : "libnbd");
+  return chosen;
 }
 
 }  // namespace kcopy

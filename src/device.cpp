@@ -5,6 +5,7 @@
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -21,6 +22,8 @@
 
 namespace kcopy {
 namespace {
+
+constexpr decltype(statfs::f_type) fuse_super_magic = 0x65735546;  // FUSE_SUPER_MAGIC (linux/magic.h)
 
 // `err`: the errno the failure stands for (what the library's callers get).
 [[noreturn]] void fail(int err, const std::string& role, const std::string& path, const std::string& what) {
@@ -189,6 +192,8 @@ Device Device::open(const std::string& path, const std::string& role, const Open
   if (::fstat(fd, &st) != 0) fail(errno, role, path, std::string("cannot stat: ") + std::strerror(errno));
   dev.identity_ = identity_of(st);
   dev.medium_ = medium_of(dev.identity_);
+  struct statfs fs {};
+  dev.on_fuse_ = !dev.identity_.is_block && ::fstatfs(fd, &fs) == 0 && fs.f_type == fuse_super_magic;
 
   if (dev.identity_.is_block && options.write) {
     // Opening a read-only block device for writing succeeds on recent kernels;

@@ -1,7 +1,10 @@
 #include "kcopy/io_engine.hpp"
 
+#include <algorithm>
+
 #include "kcopy/aio_backend.hpp"
 #include "kcopy/error.hpp"
+#include "kcopy/multiplex_backend.hpp"
 #include "kcopy/quote.hpp"
 #include "kcopy/sync_backend.hpp"
 #include "kcopy/uring_backend.hpp"
@@ -28,8 +31,11 @@ const char* io_engine_name(IoEngine engine) {
   return "?";
 }
 
-ChosenBackend make_backend(IoEngine engine, std::vector<FdEndpoint> endpoints, std::size_t max_requests,
-                           std::uint64_t copy_bytes, std::uint64_t io_size) {
+namespace {
+
+// One backend of one method for every endpoint (the rules of make_backend, but FUSE's).
+ChosenBackend make_one(IoEngine engine, std::vector<FdEndpoint> endpoints, std::size_t max_requests,
+                       std::uint64_t copy_bytes, std::uint64_t io_size) {
   switch (engine) {
     case IoEngine::sync:
       return {std::make_unique<SyncBackend>(std::move(endpoints), max_requests), engine, "as asked"};
@@ -49,6 +55,47 @@ ChosenBackend make_backend(IoEngine engine, std::vector<FdEndpoint> endpoints, s
     return {std::make_unique<AioBackend>(std::move(endpoints), max_requests), IoEngine::libaio,
             std::string("io_uring is not usable: ") + e.what()};
   }
+}
+
+constexpr const char* fuse_reason = "FUSE files: never io_uring, which reports their partly failed requests as done";
+
+}  // namespace
+
+ChosenBackend make_backend(IoEngine engine, std::vector<FdEndpoint> endpoints, std::size_t max_requests,
+                           std::uint64_t copy_bytes, std::uint64_t io_size) {
+  std::vector<bool> on_fuse;
+  for (const FdEndpoint& e : endpoints) on_fuse.push_back(e.on_fuse);
+  const auto fuse_count = std::count(on_fuse.begin(), on_fuse.end(), true);
+  ChosenBackend chosen;
+  if (fuse_count == 0) {
+    chosen = make_one(engine, std::move(endpoints), max_requests, copy_bytes, io_size);
+  } else if (static_cast<std::size_t>(fuse_count) == endpoints.size()) {
+    const bool uring = engine == IoEngine::io_uring || (engine == IoEngine::automatic && copy_bytes > io_size);
+    chosen = uring ? ChosenBackend{std::make_unique<AioBackend>(endpoints, max_requests), IoEngine::libaio, fuse_reason}
+                   : make_one(engine, endpoints, max_requests, copy_bytes, io_size);
+  } else {
+    // FUSE files and others: the others' method, and libaio for the FUSE files where that is io_uring.
+    std::vector<FdEndpoint> plain, fuse;
+    std::vector<MultiplexBackend::Route> routes;
+    for (const FdEndpoint& e : endpoints) {
+      std::vector<FdEndpoint>& to = e.on_fuse ? fuse : plain;
+      routes.push_back({e.on_fuse ? 1u : 0u, static_cast<unsigned>(to.size()), e.placement});
+      to.push_back(e);
+    }
+    chosen = make_one(engine, std::move(plain), max_requests, copy_bytes, io_size);
+    if (chosen.engine != IoEngine::io_uring) {
+      chosen = make_one(chosen.engine, endpoints, max_requests, copy_bytes, io_size);
+    } else {
+      std::vector<std::unique_ptr<IoBackend>> children;
+      children.push_back(std::move(chosen.backend));
+      children.push_back(std::make_unique<AioBackend>(std::move(fuse), max_requests));
+      chosen.backend = std::make_unique<MultiplexBackend>(std::move(children), std::move(routes), max_requests);
+      chosen.reason += std::string("; ") + fuse_reason + ": libaio";
+    }
+  }
+  for (const bool fuse : on_fuse)
+    chosen.methods.push_back(fuse && chosen.engine == IoEngine::io_uring ? IoEngine::libaio : chosen.engine);
+  return chosen;
 }
 
 }  // namespace kcopy

@@ -249,7 +249,7 @@ void KcopydClient::copy(const IoRegion& from, std::span<const IoRegion> dests, u
     throw Error("verifying needs two buffers of a sub-job's size at once; the page pool holds one");
   if ((flags & copy_write_seq) && order.descending)
     throw Error("writes in ascending order cannot serve a destination that overlaps the source from above");
-  if (flags & copy_write_seq) flags &= ~copy_ignore_errors;  // as in dm-kcopyd
+  flags = effective_flags(flags);
   if (order.refused())
     throw Error(order.source_itself   ? "a destination is the source range itself"
                 : order.dests_overlap ? "two destinations overlap each other"
@@ -292,7 +292,7 @@ void KcopydClient::zero(std::span<const IoRegion> dests, unsigned flags, NotifyF
       std::memset(zero_buffer_.data(), 0, zero_buffer_.size());
     }
   }
-  if (flags & copy_write_seq) flags &= ~copy_ignore_errors;  // as in dm-kcopyd
+  flags = effective_flags(flags);
   auto job = std::make_unique<Job>(Job{
       .zeroing = true,
       .from = {0, dests[0].sector, dests[0].count},
@@ -583,8 +583,7 @@ void KcopydClient::verify_next(SubJob& sj) {
   if (const int rc = backend_->drop_cache(job.dests[d].endpoint, at, sj.check.size()); rc < 0) {
     // What the device holds cannot be read back: a verify error of the whole piece.
     job.result.verify_errors[d].add(bytes_to_sectors(at), bytes_to_sectors(sj.check.size() + sector_size - 1), -rc);
-    job.result.write_err |= 1ul << d;
-    failed_destinations_.fetch_or(1u << d, std::memory_order_relaxed);
+    fail_destination(job, d);
     return verify_next(sj);
   }
   submit(sj.verify.io);
@@ -601,8 +600,7 @@ void KcopydClient::compare(Transfer& t) {
       const std::size_t n = std::min<std::size_t>(sector_size, sj.buffer.size() - at);
       if (std::memcmp(sj.buffer.data() + at, sj.check.data() + at, n) == 0) continue;
       job.result.verify_errors[t.dest].add(first + bytes_to_sectors(at), 1, verify_mismatch);
-      job.result.write_err |= 1ul << t.dest;
-      failed_destinations_.fetch_or(1u << t.dest, std::memory_order_relaxed);
+      fail_destination(job, t.dest);
     }
   }
   verify_next(sj);
@@ -620,6 +618,14 @@ void KcopydClient::end_sub_job(SubJob& sj) {
   --job.active;
 }
 
+// Destination d of `job` had a write, flush or verify error: its bit in
+// write_err (and in the progress line's mask). Whether it is still written is
+// the caller's rule (only a write error without copy_ignore_errors drops it).
+void KcopydClient::fail_destination(Job& job, unsigned d) {
+  job.result.write_err |= 1ul << d;
+  failed_destinations_.fetch_or(1u << d, std::memory_order_relaxed);
+}
+
 // Flushes every destination that has not failed, then tells the caller.
 void KcopydClient::finish(Job& job) {
   JobResult& result = job.result;
@@ -629,8 +635,7 @@ void KcopydClient::finish(Job& job) {
       if (!(job.live & (1u << d))) continue;
       if (const int rc = backend_->flush(job.dests[d].endpoint); rc < 0) {
         result.flush_error[d] = -rc;
-        result.write_err |= 1ul << d;
-        failed_destinations_.fetch_or(1u << d, std::memory_order_relaxed);
+        fail_destination(job, d);
       }
     }
   }
@@ -695,9 +700,9 @@ void KcopydClient::transfer_failed(Transfer& t) {
     const int error = t.io.result < 0 ? static_cast<int>(-t.io.result) : EIO;
     job.result.write_errors[t.dest].add(bytes_to_sectors(t.offset + t.next),
                                         bytes_to_sectors(t.buffer.size() - t.next + sector_size - 1), error);
-    job.result.write_err |= 1ul << t.dest;
-    failed_destinations_.fetch_or(1u << t.dest, std::memory_order_relaxed);
+    fail_destination(job, t.dest);
     job.live &= ~(1u << t.dest);  // nothing more is written to it
+    job.result.dropped |= 1ul << t.dest;
     return write_done(sj);
   }
   if (t.kind == Transfer::Kind::read) ++job.read_scans;
@@ -751,13 +756,11 @@ void KcopydClient::scan_piece_failed(Transfer& t) {
     case Transfer::Kind::punch:
     case Transfer::Kind::zero:
       job.result.write_errors[t.dest].add(sector, count, error);
-      job.result.write_err |= 1ul << t.dest;
-      failed_destinations_.fetch_or(1u << t.dest, std::memory_order_relaxed);
+      fail_destination(job, t.dest);
       break;
     case Transfer::Kind::verify:
       job.result.verify_errors[t.dest].add(sector, count, error);
-      job.result.write_err |= 1ul << t.dest;
-      failed_destinations_.fetch_or(1u << t.dest, std::memory_order_relaxed);
+      fail_destination(job, t.dest);
       break;
   }
   t.failed += left;

@@ -123,11 +123,11 @@ void MapfileCopy::start(KcopydClient& client) {
   map_.set_current_status(RescuePhase::copying);
   write_map();  // before any write: a rerun then finds the comments (and a bad FILE fails here)
   queue_next();
-  // The second starts as the first drains: no gap between chunks. With
-  // copy_write_seq one at a time: each destination's writes stay in order.
-  if (!(flags_ & copy_write_seq)) queue_next();
 }
 
+// One chunk at a time: the next is queued when the last has ended, so that it
+// names only the destinations still written (a destination dropped in one chunk
+// gets nothing of the next), and a read error ends the copy with its chunk.
 void MapfileCopy::queue_next() {
   if (ending_ || next_area_ == areas_.size() || live_ == 0) return;
   const Area& a = areas_[next_area_];
@@ -148,7 +148,6 @@ void MapfileCopy::queue_next() {
   try {
     client_->copy({plan_.from.endpoint, chunk.area.sector, chunk.area.count}, dests, flags_,
                   [this, chunk](const JobResult& r) { chunk_done(chunk, r); });
-    ++queued_;
   } catch (const Error& e) {  // a layout the plan allowed is allowed in part: not expected
     spdlog::error("cannot queue sectors {}+{}: {}", chunk.area.sector, chunk.area.count, e.what());
     ending_ = true;
@@ -164,32 +163,31 @@ void MapfileCopy::mark(std::uint64_t sector, std::uint64_t count, RescueStatus s
 // One chunk's job has ended (on the client's loop): its result joins the
 // total, its areas are marked, the next chunk is queued.
 void MapfileCopy::chunk_done(const Chunk& chunk, const JobResult& r) {
-  --queued_;
-  const bool ignore = flags_ & copy_ignore_errors;
   const Area& a = chunk.area;
   total_.read_err |= r.read_err;
   total_.stopped |= r.stopped;
   add_ranges(total_.read_errors, r.read_errors);
-  unsigned failed = 0;           // plan destinations this chunk failed
-  std::uint64_t held = a.count;  // sectors every destination still written holds, from the chunk's start
+  std::uint64_t held = a.count;  // sectors every destination holds, from the chunk's start (a stopped chunk)
   for (std::size_t j = 0; j < chunk.dests.size(); ++j) {
     const unsigned d = chunk.dests[j];
     total_.sectors_written[d] += r.sectors_written[j];
     add_ranges(total_.write_errors[d], r.write_errors[j]);
     add_ranges(total_.verify_errors[d], r.verify_errors[j]);
     if (r.flush_error[j] && !total_.flush_error[d]) total_.flush_error[d] = r.flush_error[j];
-    if (r.write_err & (1ul << j)) failed |= 1u << d;
-    if (!(r.write_err & (1ul << j)) || ignore) held = std::min(held, r.sectors_written[j]);
+    if (r.write_err & (1ul << j)) total_.write_err |= 1ul << d;
+    if (r.dropped & (1ul << j)) live_ &= ~(1u << d);  // the engine's verdict: nothing more is written to it
+    held = std::min(held, r.sectors_written[j]);
   }
-  total_.write_err |= failed;
-  if (!ignore) live_ &= ~failed;  // nothing more is written to it, as in one job
 
-  // '+': what every destination still written holds, flushed. A chunk cut short
-  // by stop() holds the sub-jobs it started: a run from its start.
-  if (live_ != 0 && (!r.read_err || ignore)) {
+  // '+': what every destination of the copy holds, flushed. A destination
+  // dropped in this chunk or before lacks the rest of the range, so from then
+  // on nothing becomes '+': a rerun copies those areas again (to every
+  // destination), and never ends "complete" while one lacks them. A chunk cut
+  // short by stop() holds the sub-jobs it started: a run from its start.
+  const bool every_destination = live_ == (1u << plan_.dests.size()) - 1;
+  if (every_destination && !(r.read_err && !(flags_ & copy_ignore_errors))) {
     mark(a.sector, r.stopped ? held : a.count, RescueStatus::finished);
-    for (std::size_t j = 0; j < chunk.dests.size(); ++j) {  // what a destination still written failed to take
-      if (!(live_ & (1u << chunk.dests[j]))) continue;      // dropped: no longer counts
+    for (std::size_t j = 0; j < chunk.dests.size(); ++j) {  // what a destination failed to take
       const std::uint64_t shift = plan_.dests[chunk.dests[j]].sector - plan_.from.sector;
       for (const ErrorRanges* errors : {&r.write_errors[j], &r.verify_errors[j]}) {
         for (const ErrorRange& e : errors->ranges()) mark(e.sector - shift, e.count, RescueStatus::non_tried);
@@ -205,10 +203,8 @@ void MapfileCopy::chunk_done(const Chunk& chunk, const JobResult& r) {
     mark(r.read_errors.overflow_from(), a.sector + a.count - r.read_errors.overflow_from(), RescueStatus::non_tried);
   map_.set_current_pos(sectors_to_bytes(a.sector + a.count));
 
-  if (r.stopped || (r.read_err && !ignore)) ending_ = true;
-  // A read error ends the copy as it ends one job: the chunk queued after
-  // this one stops too (its I/O in flight drains; what it holds is kept).
-  if (r.read_err && !ignore && queued_ > 0) client_->stop();
+  // A stop, or a read error without copy_ignore_errors, ends the copy as it ends one job.
+  if (r.stopped || (r.read_err && !(flags_ & copy_ignore_errors))) ending_ = true;
   // About a quarter of the interval per chunk: the map stays fresh, flushes stay rare.
   const std::chrono::duration<double> took = std::chrono::steady_clock::now() - chunk.started;
   if (took > interval_ / 2 && chunk_sectors_ > min_chunk_sectors)
@@ -238,6 +234,11 @@ JobResult MapfileCopy::finish() {
   } catch (const Error& e) {
     spdlog::error("{}: a rerun with it would not know what this one copied", e.what());
   }
+  if (live_ != (1u << plan_.dests.size()) - 1)
+    spdlog::info(
+        "mapfile {}: what a failed destination lacks stays non-tried; a rerun copies it again to every "
+        "destination",
+        quote(path_));
   if (!bad_left_.empty()) {
     std::uint64_t sectors = 0;
     for (const Area& a : bad_left_) {

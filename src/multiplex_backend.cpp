@@ -4,6 +4,8 @@
 #include <cassert>
 #include <cerrno>
 
+#include "kcopy/device.hpp"
+
 namespace kcopy {
 
 namespace {
@@ -147,7 +149,7 @@ int MultiplexBackend::add_endpoint(const FdEndpoint& endpoint) {
     if (e == -ENOTSUP) continue;
     if (e < 0) return e;
     if (static_cast<std::size_t>(e) >= reverse_[c].size()) return -ENFILE;
-    routes_[i] = {static_cast<unsigned>(c), static_cast<unsigned>(e)};
+    routes_[i] = {static_cast<unsigned>(c), static_cast<unsigned>(e), endpoint.placement};
     reverse_[c][static_cast<std::size_t>(e)] = static_cast<unsigned>(i);
     route_count_.store(i + 1, std::memory_order_release);
     return static_cast<int>(i);
@@ -179,12 +181,7 @@ std::uint64_t MultiplexBackend::next_data(unsigned endpoint, std::uint64_t offse
   return children_[r.child]->next_data(r.endpoint, offset);
 }
 
-Placement MultiplexBackend::placement(unsigned endpoint) const {
-  const Route r = routes_[endpoint];
-  const Placement p = children_[r.child]->placement(r.endpoint);
-  assert(p.medium < medium_stride);
-  return {r.child * medium_stride + p.medium, p.offset};
-}
+Placement MultiplexBackend::placement(unsigned endpoint) const { return routes_[endpoint].placement; }
 
 int MultiplexBackend::poll_fds(std::span<pollfd> out) {
   int timeout = -1;

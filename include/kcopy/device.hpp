@@ -57,6 +57,10 @@ struct FdEndpoint {
   int buffered_fd = -1;         ///< for the rest (same file, page cache)
   std::uint32_t alignment = 1;  ///< bytes; 1 when direct_fd is not O_DIRECT
   Placement placement;          ///< on which medium, at which offset (set by the caller)
+  /// A regular file on FUSE: io_uring completes a partly failed direct request
+  /// there with its full length (Linux 6.18), so it is never served by io_uring
+  /// (make_backend gives it libaio).
+  bool on_fuse = false;
 
   /// The descriptor for a transfer of `buffer` at byte `offset`: direct I/O needs
   /// offset, length and memory aligned to the logical block size, so the
@@ -114,6 +118,8 @@ class Device {
   /// The logical block size (BLKSSZGET, or 512 for files), whatever the mode.
   std::uint32_t logical_block_size() const { return logical_block_size_; }
   bool is_block() const { return identity_.is_block; }
+  /// A regular file on a FUSE file system (fstatfs: FUSE_SUPER_MAGIC); see FdEndpoint::on_fuse.
+  bool on_fuse() const { return on_fuse_; }
   bool is_direct() const { return direct_; }
   bool direct_refused() const { return direct_refused_; }
   /// A regular-file destination that did not exist and was created by open().
@@ -131,7 +137,7 @@ class Device {
   int direct_fd() const { return direct_fd_.get(); }
   /// The page-cache descriptor; the direct one when the device is not O_DIRECT.
   int buffered_fd() const { return buffered_fd_ ? buffered_fd_.get() : direct_fd_.get(); }
-  FdEndpoint endpoint() const { return {direct_fd(), buffered_fd(), alignment_, {}}; }
+  FdEndpoint endpoint() const { return {direct_fd(), buffered_fd(), alignment_, {}, on_fuse_}; }
 
   /// Checks, without changing anything, that a regular file can be grown to
   /// `bytes`: within the file-size limit (RLIMIT_FSIZE, `ulimit -f`) and the
@@ -156,6 +162,7 @@ class Device {
   bool direct_refused_ = false;
   bool created_ = false;
   bool would_create_ = false;
+  bool on_fuse_ = false;
   DeviceIdentity identity_;
   Medium medium_;
 };

@@ -26,6 +26,7 @@ struct ChosenBackend {
   std::unique_ptr<IoBackend> backend;
   IoEngine engine = IoEngine::automatic;
   std::string reason;
+  std::vector<IoEngine> methods = {};  ///< the method of each endpoint, in order (FUSE files: never io_uring)
 };
 
 /// Builds the backend for `endpoints`, sized for `max_requests` in flight.
@@ -34,7 +35,10 @@ struct ChosenBackend {
 /// (`copy_bytes` <= `io_size`: a ring or AIO context would cost more than it
 /// saves), else io_uring, else libaio where io_uring is missing or refused
 /// (kernel.io_uring_disabled, seccomp, kernels before 5.6), the reason kept.
+/// Whatever the engine, a FUSE file (FdEndpoint::on_fuse) is never served by
+/// io_uring: where the others get io_uring, FUSE files get libaio, both
+/// behind one MultiplexBackend; `engine` is then the others' method.
 KCOPY_API ChosenBackend make_backend(IoEngine engine, std::vector<FdEndpoint> endpoints, std::size_t max_requests,
-                           std::uint64_t copy_bytes, std::uint64_t io_size);
+                                     std::uint64_t copy_bytes, std::uint64_t io_size);
 
 }  // namespace kcopy

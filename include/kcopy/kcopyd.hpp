@@ -47,6 +47,14 @@ enum CopyFlag : unsigned {
                                  ///< become punch requests instead of data writes
 };
 
+/// The flags a job runs with: copy_write_seq clears copy_ignore_errors, as in
+/// dm-kcopyd (a write error then drops that destination). The one place this
+/// rule lives: the engine applies it to every job, and callers that act on the
+/// flags themselves (the mapfile copy, the reports) ask it too.
+constexpr unsigned effective_flags(unsigned flags) {
+  return flags & copy_write_seq ? flags & ~copy_ignore_errors : flags;
+}
+
 /// The unit in which copy_sparse looks for zeroes: runs of whole 4 KiB pieces
 /// of a sub-job (aligned to the sub-job's start) that hold only zero bytes.
 inline constexpr std::uint64_t sparse_granule = 4096;
@@ -60,6 +68,9 @@ inline constexpr int verify_mismatch = 0;
 struct JobResult {
   bool read_err = false;                                    ///< the source had a read error
   unsigned long write_err = 0;                              ///< bit i: destination i had a write, flush or verify error
+  unsigned long dropped = 0;                                ///< bit i: destination i was dropped after a write
+                                                            ///< error (without copy_ignore_errors): nothing more
+                                                            ///< was written to it, and it lacks the rest of the job
   bool stopped = false;                                     ///< stop() cut the job short
   ErrorRanges read_errors;                                  ///< failed source ranges, sorted and merged
   std::array<ErrorRanges, max_destinations> write_errors;   ///< failed ranges, each
@@ -228,6 +239,7 @@ class KcopydClient {
   void compare(Transfer& t);
   void end_sub_job(SubJob& sj);
   void finish(Job& job);
+  void fail_destination(Job& job, unsigned d);
   // One request's completion, and what a failed one turns into.
   void on_complete(IoRequest& io);
   void transfer_done(Transfer& t);

@@ -20,16 +20,18 @@ namespace kcopy {
 /// the source; a new mapfile covers [0, the end of the copied range), the bytes
 /// before the range non-tried.
 ///
-/// The copy is cut into chunks (at most two queued on the client at a time, so
-/// that the second starts as the first drains; one with copy_write_seq): the non-finished areas of the
-/// range, non-tried ones ('?', and ddrescue's '*' and '/') first, then bad ones
-/// ('-') with copy_ignore_errors. Each chunk is a job of its own, flushed at its
-/// end (unless copy_no_flush), so when it is notified its bytes are on every
-/// destination still written, and become '+'. The chunk size adapts, between
-/// 1 MiB and 256 MiB, so that a chunk takes about a quarter of the interval.
-/// Bad sectors become '-', exactly; areas a destination failed to take stay
-/// non-tried. A destination that fails without copy_ignore_errors is not
-/// written again, as in one job; a read error without it ends the copy.
+/// The copy is cut into chunks, one job at a time on the client: the
+/// non-finished areas of the range, non-tried ones ('?', and ddrescue's '*' and
+/// '/') first, then bad ones ('-') with copy_ignore_errors. Each chunk is a job
+/// of its own, flushed at its end (unless copy_no_flush), so when it is
+/// notified its bytes are on the destinations, and become '+' if every
+/// destination of the copy holds them. The chunk size adapts, between 1 MiB and
+/// 256 MiB, so that a chunk takes about a quarter of the interval. Bad sectors
+/// become '-', exactly; areas a destination failed to take stay non-tried. A
+/// destination the engine drops (a write error without copy_ignore_errors) gets
+/// nothing of later chunks, as in one job, and from then on nothing becomes '+'
+/// (it lacks the rest): a rerun copies the rest again, to every destination. A
+/// read error without copy_ignore_errors ends the copy.
 class MapfileCopy {
  public:
   /// Reads `path` (none yet: a new rescue) and checks it against this copy:
@@ -95,8 +97,7 @@ class MapfileCopy {
   std::uint64_t to_copy_sectors_ = 0;
   std::uint64_t chunk_sectors_;
   KcopydClient* client_ = nullptr;
-  unsigned live_ = 0;  // plan destinations still written
-  unsigned queued_ = 0;
+  unsigned live_ = 0;    // plan destinations still written
   bool ending_ = false;  // queue nothing more
   JobResult total_;
   std::chrono::steady_clock::time_point last_write_;

@@ -21,18 +21,15 @@ namespace kcopy {
 /// routes[i].child. Owns the children. Same thread rules as any IoBackend.
 class MultiplexBackend final : public IoBackend {
  public:
-  /// Where one of the multiplexer's endpoints lives.
+  /// Where one of the multiplexer's endpoints lives, and where its bytes lie:
+  /// placements are the caller's, over every child (one owner numbers the
+  /// media of a copy, so that a FUSE file on libaio and a loop device over it
+  /// on io_uring are still seen as one medium).
   struct Route {
     unsigned child = 0;     ///< index into the children
     unsigned endpoint = 0;  ///< the child's endpoint index
+    Placement placement;    ///< returned as is by placement()
   };
-
-  /// Placement media of child c are numbered from c * medium_stride: endpoints
-  /// of different children never share a medium (an NBD export and a local
-  /// file are never one), those of one child keep its own numbering. A child's
-  /// medium numbers must stay below medium_stride (they are endpoint indices,
-  /// at most max_endpoints).
-  static constexpr unsigned medium_stride = 1u << 20;
 
   /// `children` (at least one) and the route of each endpoint: each (child,
   /// endpoint) pair at most once, so that a request's endpoint can be given back
@@ -56,7 +53,7 @@ class MultiplexBackend final : public IoBackend {
   /// looked at every millisecond. A signal ends one wait; the loop goes on.
   std::size_t reap(std::span<IoRequest*> out, std::size_t min_completions) override;
   /// Adds a file endpoint to the first child that takes one (IoBackend::add_endpoint),
-  /// and routes the next endpoint index to it: that index, -ENOTSUP when no
+  /// placed where `endpoint.placement` says, and routes the next endpoint index to it: that index, -ENOTSUP when no
   /// child takes file endpoints, -ENFILE when max_endpoints are there.
   int add_endpoint(const FdEndpoint& endpoint) override;
   /// Every child gets the page pool's memory.
@@ -65,7 +62,7 @@ class MultiplexBackend final : public IoBackend {
   std::uint32_t alignment(unsigned endpoint) const override;
   int drop_cache(unsigned endpoint, std::uint64_t offset, std::uint64_t length) override;
   std::uint64_t next_data(unsigned endpoint, std::uint64_t offset) override;
-  /// The child's placement, its medium moved to the child's range (medium_stride).
+  /// The route's placement (as the caller gave it).
   Placement placement(unsigned endpoint) const override;
 
   /// The children's, together (so that a multiplexer can be a child too):

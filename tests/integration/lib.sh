@@ -456,28 +456,15 @@ need_faulty_disk() {
     command -v umount >/dev/null || skip "umount not installed"
 }
 
-# faulty_device IMAGE [faulty_disk.py OPTIONS...]: a loop device over IMAGE
-# whose I/O fails where OPTIONS say, in 512-byte sectors of IMAGE:
-#   --read-error START:COUNT      reads touching these sectors fail (EIO)
-#   --write-error START:COUNT     writes touching these sectors fail (EIO),
-#                                 and leave IMAGE's old bytes there
-#   --lose-writes START:COUNT     writes touching these sectors succeed but
-#                                 store nothing there (IMAGE keeps its old
-#                                 bytes; the rest of each write is stored)
-#   --read-errors-from FILE, --write-errors-from FILE, --lose-writes-from FILE
-#                                 (one START:COUNT a line)
-# All repeatable.  Mounts the FUSE file system on $SCRATCH/fuse.XXXXXX, loops
-# its file, records both for cleanup (loop detached first, then the unmount,
-# which ends faulty_disk.py; its guard process ends it too should this test
-# die without cleaning up) and prints the loop device.  Every failed request
-# is appended to $SCRATCH/NAME.faulty.log ("read|write OFFSET SIZE" in bytes;
-# NAME the basename of IMAGE), and every write that lost bytes ("lost OFFSET
-# SIZE", the whole write), with request counts when the daemon stops.
-faulty_device() {
-    local image=$1 py mnt pid dev log out
+# faulty_file IMAGE [OPTIONS...]: the FUSE faulty disk of IMAGE (options as for
+# faulty_device below) as a FILE, with no loop device: prints the path of the
+# file (MNT/disk). kcopy then opens a regular file on FUSE, whose I/O method it
+# chooses itself (never io_uring there).
+faulty_file() {
+    local image=$1 py mnt pid log out
     shift
-    [[ -f $image ]] || fail "faulty_device: $image is not a regular file"
-    py=$(_faulty_python) || fail "faulty_device: no python3 with fusepy (call need_faulty_disk first)"
+    [[ -f $image ]] || fail "faulty_file: $image is not a regular file"
+    py=$(_faulty_python) || fail "faulty_file: no python3 with fusepy (call need_faulty_disk first)"
     mnt=$(mktemp -d "$SCRATCH/fuse.XXXXXX")
     log=$SCRATCH/$(basename -- "$image").faulty.log
     out=$mnt.out
@@ -501,6 +488,30 @@ faulty_device() {
         sleep 0.1
     done
     [[ -f $mnt/disk ]] || { sed 's/^/    faulty_disk: /' "$out" >&2; fail "faulty_disk.py did not mount $mnt within 10 s"; }
+    printf '%s\n' "$mnt/disk"
+}
+
+# faulty_device IMAGE [faulty_disk.py OPTIONS...]: a loop device over IMAGE
+# whose I/O fails where OPTIONS say, in 512-byte sectors of IMAGE:
+#   --read-error START:COUNT      reads touching these sectors fail (EIO)
+#   --write-error START:COUNT     writes touching these sectors fail (EIO),
+#                                 and leave IMAGE's old bytes there
+#   --lose-writes START:COUNT     writes touching these sectors succeed but
+#                                 store nothing there (IMAGE keeps its old
+#                                 bytes; the rest of each write is stored)
+#   --read-errors-from FILE, --write-errors-from FILE, --lose-writes-from FILE
+#                                 (one START:COUNT a line)
+# All repeatable.  Mounts the FUSE file system on $SCRATCH/fuse.XXXXXX, loops
+# its file, records both for cleanup (loop detached first, then the unmount,
+# which ends faulty_disk.py; its guard process ends it too should this test
+# die without cleaning up) and prints the loop device.  Every failed request
+# is appended to $SCRATCH/NAME.faulty.log ("read|write OFFSET SIZE" in bytes;
+# NAME the basename of IMAGE), and every write that lost bytes ("lost OFFSET
+# SIZE", the whole write), with request counts when the daemon stops.
+faulty_device() {
+    local image=$1 mnt dev
+    mnt=$(faulty_file "$@")
+    mnt=${mnt%/disk}
     for _ in 1 2 3 4 5; do
         if dev=$(losetup -f --show -- "$mnt/disk"); then
             _push_cleanup detach "$dev" "$mnt/disk"

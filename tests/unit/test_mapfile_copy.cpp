@@ -378,14 +378,19 @@ TEST_CASE("a read error without copy_ignore_errors ends the copy; the map claims
   }
 }
 
-TEST_CASE("a write error on destination 2 of 2 without copy_ignore_errors: bit 2, destination 1 whole, map all '+'",
-          "[mapfile_copy]") {
+TEST_CASE(
+    "a write error on destination 2 of 2 without copy_ignore_errors: bit 2, destination 1 whole, "
+    "nothing '+' that destination 2 lacks; the resume copies it to both",
+    "[mapfile_copy]") {
   TempDir dir;
   const std::string path = dir.file("write.map");
-  FaultBackend b(disks(3, 4 * MiB), 11);
+  FaultBackend b(disks(3, 64 * MiB), 11);
   const auto originals = b.disks_;
-  b.faults.push_back({2, IoOp::write, sectors_to_bytes(1000), sectors_to_bytes(1001), EIO});
-  const CopyPlan plan{{0, 0, 8192}, {{1, 0, 8192}, {2, 0, 8192}}};
+  // In the second chunk (the first is 16 MiB): the first chunk is on both, and '+'.
+  const std::uint64_t bad = bytes_to_sectors(20 * MiB);
+  b.faults.push_back({2, IoOp::write, sectors_to_bytes(bad), sectors_to_bytes(bad + 1), EIO});
+  const std::uint64_t n = bytes_to_sectors(64 * MiB);
+  const CopyPlan plan{{0, 0, n}, {{1, 0, n}, {2, 0, n}}};
   const Outcome o = run_mapfile_copy(b, path, plan, 0);
 
   REQUIRE_FALSE(o.result.read_err);
@@ -393,13 +398,25 @@ TEST_CASE("a write error on destination 2 of 2 without copy_ignore_errors: bit 2
   REQUIRE_FALSE(o.result.write_errors[1].empty());
   REQUIRE(o.result.write_errors[0].empty());
   REQUIRE(b.disks_[1] == originals[0]);
-  const ParsedMapfile parsed = read_map(path);
-  // Destination 2 is no longer written: destination 1, the only one still
-  // written, holds every byte, so every byte is finished.
-  REQUIRE(show(parsed.map.blocks()) == show({{0, 4 * MiB, finished}}));
+  // Nothing is written to destination 2 after its failure: what it holds is what the report says.
+  std::uint64_t held = 0;
+  for (std::uint64_t i = 0; i < 64 * MiB; i += 512) held += same(b.disks_[2], i, originals[0], i, 512);
+  REQUIRE(held == o.result.sectors_written[1]);
+  REQUIRE(o.result.sectors_written[1] < bytes_to_sectors(32 * MiB));
+  // Destination 2 lacks the rest of the range: only the first chunk is finished.
+  REQUIRE(show(read_map(path).map.blocks()) == show({{0, 16 * MiB, finished}, {16 * MiB, 48 * MiB, non_tried}}));
+
+  // The device is fixed: the resume copies the rest to both, and both are whole.
+  b.faults.clear();
+  const Outcome again = run_mapfile_copy(b, path, plan, 0);
+  REQUIRE(again.record.bytes_to_copy == 48 * MiB);
+  REQUIRE(again.result.write_err == 0);
+  REQUIRE(b.disks_[1] == originals[0]);
+  REQUIRE(b.disks_[2] == originals[0]);
+  REQUIRE(show(read_map(path).map.blocks()) == show({{0, 64 * MiB, finished}}));
 }
 
-TEST_CASE("a failed flush: the chunk is '+' only where every destination still written flushed it", "[mapfile_copy]") {
+TEST_CASE("a failed flush: the chunk is '+' only where every destination flushed it", "[mapfile_copy]") {
   TempDir dir;
   const std::string path = dir.file("flush.map");
   FaultBackend b(disks(3, 2 * MiB), 43);
@@ -419,12 +436,12 @@ TEST_CASE("a failed flush: the chunk is '+' only where every destination still w
     REQUIRE(o.result.write_err == 2);
     REQUIRE(bytes_with(read_map(path).map.blocks(), finished) == 0);
   }
-  SECTION("without copy_ignore_errors destination 2 is dropped: destination 1 flushed it all, all '+'") {
+  SECTION("without copy_ignore_errors: destination 1 holds it all, destination 2 may not: nothing is finished") {
     const Outcome o = run_mapfile_copy(b, path, two, 0);
     REQUIRE(o.result.write_err == 2);
     REQUIRE(o.result.flush_error[1] == EIO);
     REQUIRE(b.disks_[1] == originals[0]);
-    REQUIRE(show(read_map(path).map.blocks()) == show({{0, 2 * MiB, finished}}));
+    REQUIRE(bytes_with(read_map(path).map.blocks(), finished) == 0);
   }
 }
 

@@ -19,24 +19,23 @@
 #include <vector>
 
 #include "backend_harness.hpp"
-#include "nbdkit_server.hpp"
 #include "kcopy/aio_backend.hpp"
 #include "kcopy/error.hpp"
 #include "kcopy/multiplex_backend.hpp"
 #include "kcopy/nbd_backend.hpp"
 #include "kcopy/sync_backend.hpp"
 #include "kcopy/uring_backend.hpp"
+#include "nbdkit_server.hpp"
 
 using namespace kcopy;
-using kcopy::test::Nbdkit;
 using kcopy::test::each_once;
 using kcopy::test::endpoint;
+using kcopy::test::Nbdkit;
 using kcopy::test::reap_all;
 using kcopy::test::TempFile;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
 
 enum class Local { uring, aio, sync };
 
@@ -107,7 +106,7 @@ TEST_CASE("requests to a local file and to NBD exports through one backend each 
   children.push_back(std::move(local));
   children.push_back(nbd_backend({a->uri(), b->uri()}, 64));
   // Endpoint 0: NBD export a; 1: the file; 2: NBD export b.
-  MultiplexBackend mux(std::move(children), {Route{1, 0}, Route{0, 0}, Route{1, 1}}, 64);
+  MultiplexBackend mux(std::move(children), {Route{1, 0, {0, 0}}, Route{0, 0, {1, 0}}, Route{1, 1, {2, 0}}}, 64);
 
   // Read the file piece by piece, and write each piece to both exports, all in flight at once.
   AlignedBuffer buf(size);
@@ -161,7 +160,7 @@ TEST_CASE("a slow NBD server does not hold back local completions") {
   std::vector<std::unique_ptr<IoBackend>> children;
   children.push_back(std::move(local));
   children.push_back(nbd_backend({slow->uri()}, 8));
-  MultiplexBackend mux(std::move(children), {Route{0, 0}, Route{1, 0}}, 8);
+  MultiplexBackend mux(std::move(children), {Route{0, 0, {0, 0}}, Route{1, 0, {1, 0}}}, 8);
 
   AlignedBuffer local_buf(65536), remote_buf(65536);
   IoRequest remote = IoRequest::make_read(1, remote_buf.span(), 0, nullptr);
@@ -192,7 +191,7 @@ TEST_CASE("a killed NBD server fails its requests while the local ones succeed")
   std::vector<std::unique_ptr<IoBackend>> children;
   children.push_back(std::move(local));
   children.push_back(nbd_backend({server->uri()}, 16));
-  MultiplexBackend mux(std::move(children), {Route{0, 0}, Route{1, 0}}, 16);
+  MultiplexBackend mux(std::move(children), {Route{0, 0, {0, 0}}, Route{1, 0, {1, 0}}}, 16);
 
   std::vector<std::unique_ptr<AlignedBuffer>> bufs;
   std::vector<IoRequest> reqs;
@@ -230,12 +229,14 @@ TEST_CASE("endpoints of different children are never one medium; a child's own m
   std::vector<std::unique_ptr<IoBackend>> children;
   children.push_back(std::make_unique<SyncBackend>(std::vector<FdEndpoint>{whole, part}, 4));
   children.push_back(nbd_backend({server->uri(), server->uri()}, 4));
-  MultiplexBackend mux(std::move(children), {Route{1, 0}, Route{0, 0}, Route{0, 1}, Route{1, 1}}, 4);
+  // The caller's placements, over every child: one URI is one export, the file and its part one medium.
+  MultiplexBackend mux(
+      std::move(children),
+      {Route{1, 0, {7, 0}}, Route{0, 0, whole.placement}, Route{0, 1, part.placement}, Route{1, 1, {7, 0}}}, 4);
   CHECK(mux.placement(1).medium == mux.placement(2).medium);
   CHECK(mux.placement(2).offset == 1024);
-  CHECK(mux.placement(0).medium == mux.placement(3).medium);  // one URI: one export
+  CHECK(mux.placement(0).medium == mux.placement(3).medium);
   CHECK(mux.placement(0).medium != mux.placement(1).medium);
-  CHECK(mux.placement(0).medium == MultiplexBackend::medium_stride);
   CHECK(mux.alignment(0) == 1);
 }
 
@@ -246,7 +247,7 @@ TEST_CASE("an endpoint added later goes to the child that takes files, at the ne
   std::vector<std::unique_ptr<IoBackend>> children;
   children.push_back(nbd_backend({server->uri()}, 4));  // takes no file endpoints: skipped
   children.push_back(std::make_unique<SyncBackend>(std::vector<FdEndpoint>{endpoint(first.fd, first.fd, 1)}, 4));
-  MultiplexBackend mux(std::move(children), {Route{0, 0}, Route{1, 0}}, 4);
+  MultiplexBackend mux(std::move(children), {Route{0, 0, {0, 0}}, Route{1, 0, {1, 0}}}, 4);
   REQUIRE(mux.add_endpoint(endpoint(later.fd, later.fd, 1)) == 2);
   CHECK(mux.route(2).child == 1);
   CHECK(mux.route(2).endpoint == 1);
