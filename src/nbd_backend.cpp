@@ -123,6 +123,17 @@ NbdBackend::NbdBackend(std::vector<NbdExport> exports, std::size_t max_requests,
   }
   done_.reserve(slots_.size());
   fallbacks_.reserve(slots_.size());
+  patched_.reserve(slots_.size());
+  blocked_.reserve(slots_.size());
+  std::uint32_t block = 0;  // the largest minimum block that needs read-modify-writes
+  for (const NbdExport& ex : exports_)
+    if (ex.min_block_size() > 1) block = std::max(block, ex.min_block_size());
+  if (block > 0) {
+    bounce_memory_.resize(max_partial_blocks * block);
+    bounces_.resize(max_partial_blocks);
+    for (std::size_t i = 0; i < bounces_.size(); ++i)
+      bounces_[i].data = std::span(bounce_memory_).subspan(i * block, block);
+  }
   endpoint_connections_.resize(exports_.size());
   next_connection_.resize(exports_.size());
   for (unsigned e = 0; e < exports_.size(); ++e) {
@@ -145,16 +156,24 @@ NbdBackend::~NbdBackend() {
   exports_.clear();
 }
 
-// The next live connection of `endpoint`, round-robin, or -1.
-int NbdBackend::pick_connection(unsigned endpoint) {
+// The next live connection of `endpoint`, round-robin (or, with
+// `first_live`, its first live one), or -1.
+int NbdBackend::pick_connection(unsigned endpoint, bool first_live) {
   const std::vector<unsigned>& conns = endpoint_connections_[endpoint];
   for (std::size_t tries = 0; tries < conns.size(); ++tries) {
-    const unsigned c = conns[next_connection_[endpoint]++ % conns.size()];
+    const unsigned c = conns[first_live ? tries : next_connection_[endpoint]++ % conns.size()];
     nbd_handle* h = connections_[c].handle;
     if (h != nullptr && (nbd_aio_is_dead(h) == 1 || nbd_aio_is_closed(h) == 1)) fail_connection(c, ECONNRESET);
     if (connections_[c].handle != nullptr) return static_cast<int>(c);
   }
   return -1;
+}
+
+// Why `endpoint` has no live connection: the error of the last one closed.
+int NbdBackend::connection_error(unsigned endpoint) const {
+  int err = ENOTCONN;
+  for (const unsigned k : endpoint_connections_[endpoint]) err = connections_[k].error ? connections_[k].error : err;
+  return err;
 }
 
 void NbdBackend::started_on(Connection& c) {
@@ -171,6 +190,25 @@ void NbdBackend::complete_now(IoRequest* req, long result) {
   done_.push_back(req);
 }
 
+// A free slot (there is one for every request that may be in flight).
+NbdBackend::Slot* NbdBackend::take_slot() {
+  assert(!free_slots_.empty() && "more requests in flight than max_requests");
+  Slot* slot = free_slots_.back();
+  free_slots_.pop_back();
+  return slot;
+}
+
+// The slot's request is done with `result`: the slot, its bounce buffer and
+// its block (for the next read-modify-write of it) are free again.
+void NbdBackend::release(Slot* slot, long result) {
+  if (slot->bounce != nullptr) slot->bounce->owner = nullptr;
+  slot->bounce = nullptr;
+  slot->busy = false;
+  free_slots_.push_back(slot);
+  --in_flight_;
+  complete_now(slot->req, result);
+}
+
 void NbdBackend::submit(std::span<IoRequest* const> requests) {
   for (IoRequest* req : requests) start(req, false);
 }
@@ -180,28 +218,30 @@ void NbdBackend::submit(std::span<IoRequest* const> requests) {
 void NbdBackend::start(IoRequest* req, bool as_data) {
   const NbdExport& ex = exports_[req->endpoint];
   const std::uint64_t size = ex.size_bytes();
+  const std::uint32_t block = ex.min_block_size();
   std::uint64_t length = req->buffer.size();
   if (length == 0) return complete_now(req, 0);
   if (req->offset >= size) return complete_now(req, req->op == IoOp::read ? 0 : -ENOSPC);
   length = std::min(length, size - req->offset);  // the rest comes back short (then 0 or -ENOSPC)
+  // Inside one block, or shorter than one (but the export's own last bytes).
+  if (!aligned(req->offset, block) || (length < block && req->offset + length < size))
+    return start_partial(req, length);
+  if (req->offset + length < size) length = length / block * block;  // an unaligned tail comes back short
 
   const bool zeroing = req->op == IoOp::zero || req->op == IoOp::punch;
-  const bool in_place = zeroing && !as_data && can_zero_[req->endpoint] && aligned(req->offset, ex.min_block_size()) &&
-                        aligned(length, ex.min_block_size());
+  const bool in_place = zeroing && !as_data && can_zero_[req->endpoint] && aligned(length, block);
   const std::uint64_t cap = in_place ? max_zero_request : ex.max_request_bytes();
-  if (length > cap) length = cap / ex.min_block_size() * ex.min_block_size();
+  if (length > cap) length = cap / block * block;
 
   const int c = pick_connection(req->endpoint);
-  if (c < 0) {
-    int err = ENOTCONN;
-    for (const unsigned k : endpoint_connections_[req->endpoint])
-      err = connections_[k].error ? connections_[k].error : err;
-    return complete_now(req, -err);
-  }
-  assert(!free_slots_.empty() && "more requests in flight than max_requests");
-  Slot* slot = free_slots_.back();
-  free_slots_.pop_back();
-  *slot = {this, req, static_cast<unsigned>(c), static_cast<std::uint32_t>(length), true, zeroing && !in_place, false};
+  if (c < 0) return complete_now(req, -connection_error(req->endpoint));
+  Slot* slot = take_slot();
+  *slot = {.backend = this,
+           .req = req,
+           .connection = static_cast<unsigned>(c),
+           .length = static_cast<std::uint32_t>(length),
+           .busy = true,
+           .written_as_data = zeroing && !in_place};
   Connection& conn = connections_[static_cast<std::size_t>(c)];
   started_on(conn);
   ++in_flight_;
@@ -217,11 +257,68 @@ void NbdBackend::start(IoRequest* req, bool as_data) {
   // -1: refused before it was queued, and the callback is never called (but
   // check: the slot says whether it was).
   if (cookie == -1 && slot->busy) {
-    slot->busy = false;
-    free_slots_.push_back(slot);
     finished_on(conn);
-    --in_flight_;
-    complete_now(req, -nbd_errno_or(EIO));
+    release(slot, -nbd_errno_or(EIO));
+  }
+}
+
+// Whether a partial block of `req` may start now: a bounce buffer is free and,
+// for a write or zero request, no other read-modify-write has its block.
+bool NbdBackend::may_start_partial(const IoRequest& req) const {
+  const std::uint32_t block = exports_[req.endpoint].min_block_size();
+  const std::uint64_t block_at = req.offset / block * block;
+  bool free_bounce = false;
+  for (const Bounce& b : bounces_) {
+    if (b.owner == nullptr) {
+      free_bounce = true;
+      continue;
+    }
+    const IoRequest& other = *b.owner->req;
+    if (is_write(req.op) && is_write(other.op) && other.endpoint == req.endpoint && b.owner->block_at == block_at)
+      return false;
+  }
+  return free_bounce;
+}
+
+// The part of `req` (`length` bytes, not past the end) in the block that holds
+// its first byte: that whole block is read into a bounce buffer; a read then
+// copies its part out (on_complete), a write or zero request patches its part
+// in, and the block is written (write_patched). Waits in blocked_ while no
+// bounce buffer is free or another read-modify-write has the block.
+void NbdBackend::start_partial(IoRequest* req, std::uint64_t length) {
+  if (!may_start_partial(*req)) {
+    ++in_flight_;
+    blocked_.push_back(req);
+    return;
+  }
+  const NbdExport& ex = exports_[req->endpoint];
+  const std::uint32_t block = ex.min_block_size();
+  const std::uint64_t block_at = req->offset / block * block;
+  const auto block_length = static_cast<std::uint32_t>(std::min<std::uint64_t>(block, ex.size_bytes() - block_at));
+  const auto head = static_cast<std::uint32_t>(req->offset - block_at);
+  // Writes go on the first live connection: the next read of the block sees them.
+  const int c = pick_connection(req->endpoint, is_write(req->op));
+  if (c < 0) return complete_now(req, -connection_error(req->endpoint));
+  Bounce* bounce = &*std::find_if(bounces_.begin(), bounces_.end(), [](const Bounce& b) { return !b.owner; });
+  Slot* slot = take_slot();
+  *slot = {.backend = this,
+           .req = req,
+           .connection = static_cast<unsigned>(c),
+           .length = static_cast<std::uint32_t>(std::min<std::uint64_t>(length, block_length - head)),
+           .busy = true,
+           .phase = Slot::Phase::block_read,
+           .bounce = bounce,
+           .block_at = block_at,
+           .block_length = block_length,
+           .head = head};
+  bounce->owner = slot;
+  Connection& conn = connections_[static_cast<std::size_t>(c)];
+  started_on(conn);
+  ++in_flight_;
+  if (nbd_aio_pread(conn.handle, bounce->data.data(), block_length, block_at, {on_complete, slot, nullptr}, 0) == -1 &&
+      slot->busy) {
+    finished_on(conn);
+    release(slot, -nbd_errno_or(EIO));
   }
 }
 
@@ -233,18 +330,29 @@ int NbdBackend::on_complete(void* user_data, int* error) {
   b.finished_on(b.connections_[slot->connection]);
   IoRequest* req = slot->req;
   const int err = *error;
-  const bool zeroed_in_place = (req->op == IoOp::zero || req->op == IoOp::punch) && !slot->written_as_data;
+  const long done = err != 0 ? -err : static_cast<long>(slot->length);
+  if (slot->phase == Slot::Phase::block_read && err == 0) {
+    std::byte* part = slot->bounce->data.data() + slot->head;
+    if (req->op == IoOp::read) {
+      std::memcpy(req->buffer.data(), part, slot->length);
+    } else {
+      // Patched (a zero request's buffer holds zeroes), and written from run().
+      std::memcpy(part, req->buffer.data(), slot->length);
+      slot->phase = Slot::Phase::block_patched;
+      b.patched_.push_back(slot);
+      return 1;
+    }
+  }
+  const bool zeroed_in_place =
+      slot->phase == Slot::Phase::direct && (req->op == IoOp::zero || req->op == IoOp::punch) && !slot->written_as_data;
   if (zeroed_in_place && (err == ENOTSUP || err == EOPNOTSUPP)) {
     // The server cannot zero after all: remembered, and written as data from reap().
     b.can_zero_[req->endpoint] = false;
-    slot->refused_zero = true;
+    slot->phase = Slot::Phase::zero_refused;
     b.fallbacks_.push_back(slot);
     return 1;
   }
-  slot->busy = false;
-  b.free_slots_.push_back(slot);
-  --b.in_flight_;
-  b.complete_now(req, err != 0 ? -err : static_cast<long>(slot->length));
+  b.release(slot, done);
   return 1;
 }
 
@@ -261,11 +369,53 @@ void NbdBackend::restart_fallbacks() {
     Slot* slot = fallbacks_.back();
     fallbacks_.pop_back();
     IoRequest* req = slot->req;
-    slot->busy = slot->refused_zero = false;
+    slot->busy = false;
     free_slots_.push_back(slot);
     --in_flight_;
     start(req, true);
   }
+}
+
+// The partial blocks patched since the last round are written whole, on the
+// first live connection (libnbd calls are not allowed in the callback).
+void NbdBackend::write_patched() {
+  while (!patched_.empty()) {
+    Slot* slot = patched_.back();
+    patched_.pop_back();
+    const unsigned endpoint = slot->req->endpoint;
+    const int c = pick_connection(endpoint, true);
+    if (c < 0) {
+      release(slot, -connection_error(endpoint));
+      continue;
+    }
+    slot->connection = static_cast<unsigned>(c);
+    slot->phase = Slot::Phase::block_write;
+    Connection& conn = connections_[static_cast<std::size_t>(c)];
+    started_on(conn);
+    if (nbd_aio_pwrite(conn.handle, slot->bounce->data.data(), slot->block_length, slot->block_at,
+                       {on_complete, slot, nullptr}, 0) == -1 &&
+        slot->busy) {
+      finished_on(conn);
+      release(slot, -nbd_errno_or(EIO));
+    }
+  }
+}
+
+// Partial blocks that waited start, in order, once their bounce buffer and block are free.
+void NbdBackend::start_blocked() {
+  std::size_t kept = 0;
+  const std::size_t n = blocked_.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    IoRequest* req = blocked_[i];
+    if (!may_start_partial(*req)) {
+      blocked_[kept++] = req;
+      continue;
+    }
+    --in_flight_;
+    start(req, false);  // starts: it blocks no more
+  }
+  assert(blocked_.size() == n);
+  blocked_.resize(kept);
 }
 
 // Closes a connection and fails whatever is still in flight on it: closing
@@ -278,13 +428,12 @@ void NbdBackend::fail_connection(unsigned connection, int error) {
   c.error = error;
   c.busy = 0;
   for (Slot& slot : slots_) {
-    if (!slot.busy || slot.refused_zero || slot.connection != connection) continue;
-    slot.busy = false;
-    free_slots_.push_back(&slot);
-    --in_flight_;
-    complete_now(slot.req, -error);
+    const bool queued = slot.phase == Slot::Phase::zero_refused || slot.phase == Slot::Phase::block_patched;
+    if (!slot.busy || queued || slot.connection != connection) continue;
+    release(&slot, -error);
   }
-  // A refused zero waiting in fallbacks_ is done by another connection, or fails there.
+  // A refused zero waiting in fallbacks_, or a patched block in patched_, is
+  // sent on another connection, or fails there.
 }
 
 // One round of the connections' state machines: waits up to `timeout_ms` (-1:
@@ -292,6 +441,8 @@ void NbdBackend::fail_connection(unsigned connection, int error) {
 // libnbd what is ready, and fails connections that died or stalled.
 void NbdBackend::run(int timeout_ms) {
   restart_fallbacks();
+  write_patched();
+  start_blocked();
   std::size_t n = 0;
   for (unsigned k = 0; k < connections_.size(); ++k) {
     Connection& c = connections_[k];
@@ -411,7 +562,9 @@ int NbdBackend::poll_fds(std::span<pollfd> out) {
 }
 
 int NbdBackend::poll_timeout_ms() const {
-  if (!done_.empty() || !fallbacks_.empty()) return 0;
+  if (!done_.empty() || !fallbacks_.empty() || !patched_.empty()) return 0;
+  for (const IoRequest* req : blocked_)
+    if (may_start_partial(*req)) return 0;
   const auto now = Clock::now();
   std::chrono::milliseconds earliest = std::chrono::milliseconds::max();
   for (const Connection& c : connections_) {

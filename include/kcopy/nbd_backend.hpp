@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -108,12 +109,27 @@ class NbdExport {
 /// Reads past the end of the export are short (0 at the end), writes past it
 /// fail with -ENOSPC, as on a block device. Zero requests use write-zeroes
 /// (NO_HOLE for IoOp::zero; IoOp::punch lets the server deallocate) where the
-/// server has it and the range is aligned to its minimum block size; elsewhere,
-/// and after the server says it cannot (ENOTSUP, EOPNOTSUPP: remembered), their
-/// buffer of zeroes is written.
+/// server has it; elsewhere, and after the server says it cannot (ENOTSUP,
+/// EOPNOTSUPP: remembered), their buffer of zeroes is written.
+///
+/// The server's minimum block size is kept to (a 4Kn local device gets the
+/// same through the page cache): a request that starts inside a block, or is
+/// shorter than one, is done for that block only, by read-modify-write of the
+/// whole block in a bounce buffer (a read copies its part out; a write or zero
+/// request patches its part in and writes the block), and comes back short
+/// (the engine continues it, as after max_request_bytes()); an aligned request
+/// is done for its whole blocks, and its unaligned tail comes back short, to be
+/// done alone. Read-modify-writes of one block (neighbouring sub-jobs sharing
+/// it) run one after the other, on the export's first live connection, so that
+/// none loses what another wrote. An error on the block fails the request.
 class NbdBackend final : public IoBackend {
  public:
   static constexpr std::chrono::milliseconds default_stall_timeout{30'000};
+  /// Read-modify-writes of a partial block in flight at once (one bounce
+  /// buffer of the largest minimum block each, allocated up front); more wait.
+  /// Only a region's head and tail, and the ends of the sub-jobs of a
+  /// destination aligned otherwise than the source, need one.
+  static constexpr std::size_t max_partial_blocks = 64;
 
   /// Takes the exports; `max_requests` bounds the requests in flight at once
   /// (everything submit() and reap() need is allocated here, but what libnbd
@@ -128,8 +144,9 @@ class NbdBackend final : public IoBackend {
   NbdBackend& operator=(const NbdBackend&) = delete;
 
   /// As IoBackend says; a request longer than max_request_bytes() (1 GiB for
-  /// zeroing) is done in part and comes back short. Requests refused at once
-  /// (no live connection, a range libnbd rejects) come back from the next reap().
+  /// zeroing), or not aligned to the minimum block size (see the class), is
+  /// done in part and comes back short. Requests refused at once (no live
+  /// connection, a range libnbd rejects) come back from the next reap().
   void submit(std::span<IoRequest* const> requests) override;
   /// As IoBackend says. Waits in poll(2) on the busy connections' sockets (a
   /// signal ends one wait; the loop goes on), at most until the earliest stall
@@ -141,7 +158,8 @@ class NbdBackend final : public IoBackend {
   /// from the server, -ECONNRESET / -ETIMEDOUT as for requests, -ENOTCONN with
   /// no live connection. 0 when the server has no flush.
   int flush(unsigned endpoint) override;
-  /// The export's minimum block size (1 when it has none).
+  /// The export's minimum block size (1 when it has none): requests aligned to
+  /// it need no read-modify-write.
   std::uint32_t alignment(unsigned endpoint) const override { return exports_[endpoint].min_block_size(); }
   /// Exports of the same URI (the same string) are one medium, numbered by the
   /// first endpoint with that URI; any other is a medium of its own. Two URIs
@@ -172,15 +190,34 @@ class NbdBackend final : public IoBackend {
     int error = 0;  // why it was closed (ECONNRESET, ETIMEDOUT), or 0 while alive
   };
 
+  struct Slot;
+
+  // A block-sized bounce buffer for a read-modify-write.
+  struct Bounce {
+    std::span<std::byte> data;
+    Slot* owner = nullptr;  // null while free
+  };
+
   // A request on its way through libnbd: the completion callback's user_data.
   struct Slot {
+    enum class Phase : std::uint8_t {
+      direct,         // the request's own bytes, on a connection
+      zero_refused,   // in fallbacks_: the server could not zero it, to be written as data
+      block_read,     // a partial block: the whole block being read into `bounce`
+      block_patched,  // in patched_: the block patched, its write not yet sent
+      block_write,    // the patched block being written
+    };
     NbdBackend* backend = nullptr;
     IoRequest* req = nullptr;
     unsigned connection = 0;
-    std::uint32_t length = 0;  // bytes asked of the server
+    std::uint32_t length = 0;  // bytes of the request done: asked of the server, or patched in the block
     bool busy = false;
     bool written_as_data = false;  // a zero request sent as a write
-    bool refused_zero = false;     // in fallbacks_: the server could not zero it
+    Phase phase = Phase::direct;
+    Bounce* bounce = nullptr;    // a partial block's
+    std::uint64_t block_at = 0;  // bytes: a partial block's offset on the export
+    std::uint32_t block_length = 0;
+    std::uint32_t head = 0;  // bytes of the block before the request's part
   };
 
   // A flush waited for inside flush().
@@ -195,21 +232,32 @@ class NbdBackend final : public IoBackend {
   static int on_flushed(void* user_data, int* error);
 
   void start(IoRequest* req, bool as_data);
+  void start_partial(IoRequest* req, std::uint64_t length);
+  bool may_start_partial(const IoRequest& req) const;
+  Slot* take_slot();
+  void release(Slot* slot, long result);
   void complete_now(IoRequest* req, long result);
-  int pick_connection(unsigned endpoint);
+  int pick_connection(unsigned endpoint, bool first_live = false);
+  int connection_error(unsigned endpoint) const;
   void started_on(Connection& c);
   void finished_on(Connection& c);
   void run(int timeout_ms);
   void fail_connection(unsigned connection, int error);
   void restart_fallbacks();
+  void write_patched();
+  void start_blocked();
   std::size_t take_done(std::span<IoRequest*> out, std::size_t n);
 
   std::chrono::milliseconds stall_timeout_;
   std::vector<Slot> slots_;
   std::vector<Slot*> free_slots_;
-  std::vector<IoRequest*> done_;  // completed, waiting for reap()
-  std::vector<Slot*> fallbacks_;  // zeroing the server refused: to be written as data
-  std::size_t in_flight_ = 0;     // submitted, not yet in done_
+  std::vector<IoRequest*> done_;          // completed, waiting for reap()
+  std::vector<Slot*> fallbacks_;          // zeroing the server refused: to be written as data
+  std::vector<std::byte> bounce_memory_;  // max_partial_blocks of the largest minimum block, or none
+  std::vector<Bounce> bounces_;
+  std::vector<Slot*> patched_;       // partial blocks patched in a callback: their writes go from run()
+  std::vector<IoRequest*> blocked_;  // partial blocks waiting for a bounce, or for their block (in order)
+  std::size_t in_flight_ = 0;        // submitted, not yet in done_
   std::vector<Connection> connections_;
   std::vector<std::vector<unsigned>> endpoint_connections_;  // endpoint -> its connections
   std::vector<std::size_t> next_connection_;                 // round-robin position per endpoint

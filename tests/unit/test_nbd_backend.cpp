@@ -21,18 +21,17 @@
 #include <vector>
 
 #include "backend_harness.hpp"
-#include "nbdkit_server.hpp"
 #include "kcopy/error.hpp"
 #include "kcopy/nbd_backend.hpp"
+#include "nbdkit_server.hpp"
 
 using namespace kcopy;
-using kcopy::test::Nbdkit;
 using kcopy::test::each_once;
+using kcopy::test::Nbdkit;
 using kcopy::test::reap_all;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
 
 std::unique_ptr<NbdBackend> backend_for(const std::vector<std::string>& uris, bool write, std::size_t max_requests,
                                         std::chrono::milliseconds stall = NbdBackend::default_stall_timeout,
@@ -292,4 +291,124 @@ TEST_CASE("endpoints of one NBD URI are one medium; of different URIs, different
   CHECK(b->placement(1).medium == 1);
   CHECK(b->placement(2).medium == 0);
   CHECK(b->placement(2).offset == 0);
+}
+
+namespace {
+
+// Submits `reqs` and continues each short completion with its rest, as the
+// engine does, until every request is done or failed. Returns how many times
+// each came back done or failed; its result is then its total, or its -errno.
+std::vector<int> transfer_all(IoBackend& b, std::vector<IoRequest*> reqs) {
+  struct Whole {
+    std::span<std::byte> buffer;
+    std::uint64_t offset;
+    long done = 0;
+  };
+  std::vector<Whole> whole;
+  for (IoRequest* r : reqs) whole.push_back({r->buffer, r->offset});
+  std::vector<int> times(reqs.size());
+  b.submit(reqs);
+  std::vector<IoRequest*> out(16);
+  for (;;) {
+    const std::size_t n = b.reap(out, 1);
+    if (n == 0) break;
+    for (std::size_t k = 0; k < n; ++k) {
+      const auto i = static_cast<std::size_t>(std::find(reqs.begin(), reqs.end(), out[k]) - reqs.begin());
+      IoRequest& r = *reqs.at(i);
+      if (r.result > 0 && static_cast<std::size_t>(r.result) < r.buffer.size()) {
+        whole[i].done += r.result;
+        r.buffer = whole[i].buffer.subspan(static_cast<std::size_t>(whole[i].done));
+        r.offset = whole[i].offset + static_cast<std::uint64_t>(whole[i].done);
+        IoRequest* again[] = {&r};
+        b.submit(again);
+        continue;
+      }
+      r.result = r.result < 0 ? r.result : whole[i].done + r.result;
+      r.buffer = whole[i].buffer;
+      r.offset = whole[i].offset;
+      ++times[i];
+    }
+  }
+  return times;
+}
+
+}  // namespace
+
+TEST_CASE("unaligned ranges on an NBD export with a 4096-byte minimum block are read-modify-written, none lost") {
+  auto server = Nbdkit::start(
+      {"--filter=blocksize-policy", "memory", "8M", "blocksize-minimum=4096", "blocksize-error-policy=error"});
+  if (!server) return;
+  auto b = backend_for({server->uri()}, true, 128);
+  REQUIRE(b->alignment(0) == 4096);
+  constexpr std::size_t total = 1 << 20;
+  auto model = pattern(total, 1);
+  IoRequest base = IoRequest::make_write(0, model, 0, nullptr);
+  REQUIRE(each_once(reap_all(*b, {&base})));
+  REQUIRE(base.result == static_cast<long>(total));
+
+  SECTION("an unaligned request comes back short at the end of its first block, an aligned one before its tail") {
+    std::vector<std::byte> a(10000), b2(10000), c(512);
+    IoRequest head = IoRequest::make_read(0, a, 1000, nullptr);
+    IoRequest tail = IoRequest::make_read(0, b2, 8192, nullptr);
+    IoRequest small = IoRequest::make_read(0, c, 4096 + 512, nullptr);
+    REQUIRE(each_once(reap_all(*b, {&head, &tail, &small})));
+    CHECK(head.result == 4096 - 1000);
+    CHECK(tail.result == 8192);
+    CHECK(small.result == 512);
+    CHECK(std::equal(a.begin(), a.begin() + head.result, model.begin() + 1000));
+    CHECK(std::equal(b2.begin(), b2.begin() + tail.result, model.begin() + 8192));
+    CHECK(std::equal(c.begin(), c.end(), model.begin() + 4096 + 512));
+  }
+
+  SECTION("many neighbouring writes and zero requests sharing blocks, all at once, over every connection") {
+    // 1000-byte pieces from byte 1000 on: four or five share each block.
+    std::vector<std::vector<std::byte>> data;
+    std::vector<IoRequest> reqs;
+    std::vector<std::byte> zeroes(1000);
+    for (unsigned i = 0; i < 100; ++i) data.push_back(pattern(1000, 100 + i));
+    for (unsigned i = 0; i < 100; ++i) {
+      const std::uint64_t at = 1000 + i * 1000ull;
+      if (i % 5 == 3) {
+        reqs.push_back(IoRequest::make_zero(0, zeroes, at, nullptr));
+        std::fill_n(model.begin() + static_cast<std::ptrdiff_t>(at), 1000, std::byte{0});
+      } else {
+        reqs.push_back(IoRequest::make_write(0, data[i], at, nullptr));
+        std::copy(data[i].begin(), data[i].end(), model.begin() + static_cast<std::ptrdiff_t>(at));
+      }
+    }
+    // An aligned write beside them, with an unaligned tail.
+    auto big = pattern(3 * 4096 + 100, 7);
+    reqs.push_back(IoRequest::make_write(0, big, 40 * 4096, nullptr));
+    std::copy(big.begin(), big.end(), model.begin() + 40 * 4096);
+    std::vector<IoRequest*> ptrs;
+    for (IoRequest& r : reqs) ptrs.push_back(&r);
+    REQUIRE(each_once(transfer_all(*b, ptrs)));
+    for (const IoRequest& r : reqs) CHECK(r.result == static_cast<long>(r.buffer.size()));
+  }
+
+  SECTION("unaligned reads, of a byte to many blocks, read exactly what is there") {
+    std::vector<std::vector<std::byte>> back;
+    std::vector<IoRequest> reqs;
+    const std::vector<std::pair<std::uint64_t, std::size_t>> ranges = {
+        {1, 1}, {511, 2}, {4095, 2}, {4096 + 512, 3584}, {12345, 3 * 4096}, {total - 1000, 1000}};
+    for (const auto& [at, n] : ranges) back.emplace_back(n);
+    for (std::size_t i = 0; i < ranges.size(); ++i)
+      reqs.push_back(IoRequest::make_read(0, back[i], ranges[i].first, nullptr));
+    std::vector<IoRequest*> ptrs;
+    for (IoRequest& r : reqs) ptrs.push_back(&r);
+    REQUIRE(each_once(transfer_all(*b, ptrs)));
+    for (std::size_t i = 0; i < ranges.size(); ++i) {
+      INFO("range " << i);
+      CHECK(reqs[i].result == static_cast<long>(ranges[i].second));
+      CHECK(std::equal(back[i].begin(), back[i].end(), model.begin() + static_cast<std::ptrdiff_t>(ranges[i].first)));
+    }
+  }
+
+  // Read back whole, on fresh connections.
+  auto reader = backend_for({server->uri()}, false, 4);
+  std::vector<std::byte> back(total);
+  IoRequest r = IoRequest::make_read(0, back, 0, nullptr);
+  REQUIRE(each_once(reap_all(*reader, {&r})));
+  REQUIRE(r.result == static_cast<long>(total));
+  CHECK(std::equal(back.begin(), back.end(), model.begin(), model.end()));
 }
