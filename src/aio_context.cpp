@@ -13,8 +13,8 @@ AioContext::AioContext(unsigned max_events) {
   const int rc = io_setup(static_cast<int>(max_events), &ctx_);
   if (rc == -EAGAIN)
     throw Error("cannot set up an AIO context for " + std::to_string(max_events) +
-                " requests: the system limit is reached (see /proc/sys/fs/aio-max-nr "
-                "and /proc/sys/fs/aio-nr), or use fewer --pages",
+                    " requests: the system limit is reached (see /proc/sys/fs/aio-max-nr "
+                    "and /proc/sys/fs/aio-nr), or ask for fewer requests",
                 EAGAIN);
   if (rc < 0) throw Error(std::string("cannot set up an AIO context: ") + std::strerror(-rc), -rc);
 }

@@ -190,7 +190,12 @@ void prepare_copy(const Options& options, PreparedCopy& p, RunRecord& record) {
   p.config = {(options.verify ? 2 : 1) * pages_for_copy(options, copy_bytes, opened.has_nbd()), options.io_size,
               /*io_thread=*/false, options.throttle, options.max_rate};
   const std::size_t max_requests = KcopydClient::max_requests(p.config, static_cast<unsigned>(plan.dests.size()));
-  p.chosen = p.opened->make_backend(options.io_engine, max_requests, copy_bytes, options.io_size);
+  try {
+    p.chosen = p.opened->make_backend(options.io_engine, max_requests, copy_bytes, options.io_size);
+  } catch (const Error& e) {
+    if (e.error_number() != EAGAIN) throw;
+    throw Error(std::string(e.what()) + " (--pages sets how many)", EAGAIN);
+  }
   record.engine = describe_engine(p.chosen, p.config, plan, opened, options.zero);
   if (!options.mapfile.empty()) {
     if (record.engine->overlapping)

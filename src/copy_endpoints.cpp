@@ -32,6 +32,16 @@ Medium nbd_medium(std::size_t export_index) {
 }
 #endif
 
+// Device::open, with the command's way out of "in use" (the library's callers have their own).
+Device open_with_hint(const std::string& path, const std::string& role, const OpenOptions& open) {
+  try {
+    return Device::open(path, role, open);
+  } catch (const Error& e) {
+    if (e.error_number() != EBUSY) throw;
+    throw Error(std::string(e.what()) + "; use --force to write to it anyway", EBUSY);
+  }
+}
+
 }  // namespace
 
 CopyEndpoints::CopyEndpoints(std::span<const RegionArg> args, std::span<const std::string> roles,
@@ -83,7 +93,7 @@ CopyEndpoints::CopyEndpoints(std::span<const RegionArg> args, std::span<const st
                              .buffered = options.buffered,
                              .exclusive = !options.force,
                              .dry_run = options.dry_run};
-      const Device& dev = devices_.emplace_back(Device::open(args[i].path, roles[i], open));
+      const Device& dev = devices_.emplace_back(open_with_hint(args[i].path, roles[i], open));
       if (dev.created()) created.push_back(dev.path());
       if (dev.direct_refused())
         spdlog::info("{} {}: O_DIRECT is not supported there; using buffered I/O", roles[i], quote(dev.path()));

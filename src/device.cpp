@@ -33,7 +33,7 @@ constexpr decltype(statfs::f_type) fuse_super_magic = 0x65735546;  // FUSE_SUPER
 std::string open_error(int err, bool write, bool is_block) {
   switch (err) {
     case EBUSY:
-      return "is in use (mounted, or held open exclusively by another program); use --force to write to it anyway";
+      return "is in use (mounted, or held open exclusively by another program)";
     case EROFS:
       return is_block ? "is read-only (see blockdev --setro / --setrw)"
                       : "is on a read-only file system (mounted read-only; see mount -o remount,rw)";

@@ -24,6 +24,28 @@ bool overlaps(std::uint64_t a, std::uint64_t a_len, std::uint64_t b, std::uint64
   return a_len > 0 && b_len > 0 && a < b + b_len && b < a + a_len;
 }
 
+// The sub-jobs of one job in one stage, in the order they entered it: a stage
+// is a list, as dm-kcopyd keeps its jobs, so that a completion touches only
+// the sub-jobs it concerns. Intrusive (T::prev, T::next; a T is in one list at
+// a time): moving a sub-job between stages allocates nothing.
+template <typename T>
+struct StageList {
+  T* head = nullptr;
+  T* tail = nullptr;
+  bool empty() const { return head == nullptr; }
+  void push_back(T& t) {
+    t.prev = tail;
+    t.next = nullptr;
+    (tail ? tail->next : head) = &t;
+    tail = &t;
+  }
+  void erase(T& t) {
+    (t.prev ? t.prev->next : head) = t.next;
+    (t.next ? t.next->prev : tail) = t.prev;
+    t.prev = t.next = nullptr;
+  }
+};
+
 }  // namespace
 
 // One queued copy (dm-kcopyd's struct kcopyd_job).
@@ -43,6 +65,8 @@ struct KcopydClient::Job {
   unsigned live = 0;                                      // bit d: destination d is still written
   unsigned active = 0;                                    // sub-jobs started and not ended
   unsigned read_scans = 0;                                // failed reads being scanned
+  StageList<SubJob> reading{};                            // sub-jobs whose read is in flight, in the job's order
+  StageList<SubJob> held{};                               // read, waiting to write (memmove, write_seq)
   JobResult result{};
 
   bool ignore_errors() const { return flags & copy_ignore_errors; }
@@ -158,6 +182,8 @@ struct KcopydClient::SubJob {
   };
   Stage stage = Stage::free;
   Job* job = nullptr;
+  SubJob* prev = nullptr;  // in job->reading or job->held (StageList)
+  SubJob* next = nullptr;
   std::span<std::byte> buffer;
   Extent extent;
   std::uint64_t position = 0;  // in the job's order
@@ -175,6 +201,15 @@ struct KcopydClient::SubJob {
   Transfer read;
   std::array<Transfer, max_destinations> writes;
   Transfer verify;
+
+  // Every stage change goes through here: a reading or held sub-job is in its job's list of that stage.
+  void set_stage(Stage to) {
+    if (stage == Stage::reading) job->reading.erase(*this);
+    if (stage == Stage::held) job->held.erase(*this);
+    stage = to;
+    if (to == Stage::reading) job->reading.push_back(*this);
+    if (to == Stage::held) job->held.push_back(*this);
+  }
 };
 
 // A sub-job has one request in flight while it reads (its read, or a piece of
@@ -453,7 +488,7 @@ KcopydClient::Start KcopydClient::start_sub_job(Job& job) {
     start_writes(sj);
     return Start::started;
   }
-  sj.stage = SubJob::Stage::reading;
+  sj.set_stage(SubJob::Stage::reading);
   const std::uint64_t at = region_byte(job.from) + sj.extent.offset;
   if (job.sparse() && backend_->next_data(job.from.endpoint, at) >= at + sj.extent.length) {
     // A hole of the source file: nothing to read, every byte is zero.
@@ -473,18 +508,17 @@ KcopydClient::Start KcopydClient::start_sub_job(Job& job) {
 void KcopydClient::read_done(SubJob& sj) {
   find_segments(sj);
   if (!sj.job->order.gated && !sj.job->write_seq()) return start_writes(sj);
-  sj.stage = SubJob::Stage::held;
+  sj.set_stage(SubJob::Stage::held);
   release_held_writes(*sj.job);
 }
 
 // Stage held -> writing, for held sub-jobs that no longer cover any source byte
 // still unread and, with write_seq, whose turn it is. "Unread" is everything
 // from the first sub-job (in the job's order) whose read has not completed: a
-// conservative frontier that costs one pass over the few sub-jobs in flight.
+// conservative frontier, the head of the job's reading list (reads start in
+// the job's order).
 void KcopydClient::release_held_writes(Job& job) {
-  std::uint64_t frontier = job.next;
-  for (const SubJob& s : sub_jobs_)
-    if (s.job == &job && s.stage == SubJob::Stage::reading) frontier = std::min(frontier, s.position);
+  const std::uint64_t frontier = job.reading.empty() ? job.next : job.reading.head->position;
   std::uint64_t unread_begin = 0, unread_len = 0;  // bytes from the start of the job
   if (frontier < job.plan.count()) {
     const Extent e = job.at(frontier);
@@ -503,10 +537,13 @@ void KcopydClient::release_held_writes(Job& job) {
   // With write_seq, starting one sub-job's writes may make the next one's turn.
   for (bool started = true; started;) {
     started = false;
-    for (SubJob& sj : sub_jobs_) {
-      if (sj.job != &job || sj.stage != SubJob::Stage::held || !may_write(sj)) continue;
-      start_writes(sj);
-      started = job.write_seq();
+    for (SubJob* sj = job.held.head; sj;) {
+      SubJob* next = sj->next;  // start_writes takes sj out of the list
+      if (may_write(*sj)) {
+        start_writes(*sj);
+        started = job.write_seq();
+      }
+      sj = next;
     }
   }
 }
@@ -516,20 +553,15 @@ void KcopydClient::release_held_writes(Job& job) {
 // no read is in flight, such sub-jobs end (writing them would destroy source
 // data not yet copied).
 void KcopydClient::drop_stranded_writes(Job& job) {
-  if (!job.ended_early(stop_requested_.load(std::memory_order_relaxed))) return;
-  const auto of_job_in = [&](SubJob::Stage stage) {
-    return [&job, stage](const SubJob& s) { return s.job == &job && s.stage == stage; };
-  };
-  if (std::any_of(sub_jobs_.begin(), sub_jobs_.end(), of_job_in(SubJob::Stage::reading))) return;
-  for (SubJob& sj : sub_jobs_)
-    if (of_job_in(SubJob::Stage::held)(sj)) end_sub_job(sj);
+  if (!job.ended_early(stop_requested_.load(std::memory_order_relaxed)) || !job.reading.empty()) return;
+  while (!job.held.empty()) end_sub_job(*job.held.head);
 }
 
 // Stage -> writing: the buffer fanned out to every live destination, all
 // writes in one submit; each destination then gets the sub-job's segments in turn.
 void KcopydClient::start_writes(SubJob& sj) {
   Job& job = *sj.job;
-  sj.stage = SubJob::Stage::writing;
+  sj.set_stage(SubJob::Stage::writing);
   if (job.write_seq()) ++job.next_write;
   sj.written = job.live;  // until a write fails
   sj.writes_pending = 0;
@@ -566,7 +598,7 @@ void KcopydClient::find_segments(SubJob& sj) {
 void KcopydClient::write_done(SubJob& sj) {
   if (--sj.writes_pending > 0) return;
   if (!sj.job->verify()) return end_sub_job(sj);
-  sj.stage = SubJob::Stage::verifying;
+  sj.set_stage(SubJob::Stage::verifying);
   verify_next(sj);
 }
 
@@ -612,7 +644,7 @@ void KcopydClient::end_sub_job(SubJob& sj) {
   sectors_done_.fetch_add(bytes_to_sectors(sj.extent.length), std::memory_order_relaxed);
   if (sj.pooled) pool_.put(sj.buffer);
   if (!sj.check.empty()) pool_.put(sj.check);
-  sj.stage = SubJob::Stage::free;
+  sj.set_stage(SubJob::Stage::free);
   sj.job = nullptr;
   free_sub_jobs_.push_back(&sj);
   --job.active;
