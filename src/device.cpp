@@ -195,7 +195,7 @@ Device Device::open(const std::string& path, const std::string& role, const Open
   if (options.write && is_block && options.exclusive) flags |= O_EXCL;
   const int direct = options.buffered ? 0 : O_DIRECT;
 
-  const std::string& open_path = exists ? path : dev.created_path_;
+  const std::string& open_path = dev.created_path_;  // path, or where a dangling symlink leads
   int fd = ::open(open_path.c_str(), flags | direct, 0666);
   if (fd < 0 && errno == EINVAL && direct) {
     // ramfs, tmpfs before Linux 6.6 and some FUSE file systems refuse O_DIRECT:

@@ -56,9 +56,9 @@ dangling_symlink() {
 source_shrinks() {
     check "a source truncated to 24 MiB during the copy: exit 64, 'the source ended early at sector 49152'"
     make_image shrink.img 32M >/dev/null
-    printf '  $ kcopy --max-rate 8M shrink.img out.img &   # truncated to 24M after 1 s\n'
+    printf '  $ kcopy --json --max-rate 8M shrink.img out.img &   # truncated to 24M after 1 s\n'
     local rc=0
-    timeout -k 5 60 "$KCOPY" --max-rate 8M shrink.img out.img >"$STDOUT_FILE" 2>"$STDERR_FILE" </dev/null &
+    timeout -k 5 60 "$KCOPY" --json --max-rate 8M shrink.img out.img >"$STDOUT_FILE" 2>"$STDERR_FILE" </dev/null &
     _CHILD_PID=$!
     sleep 1
     truncate -s 24M shrink.img
@@ -68,6 +68,10 @@ source_shrinks() {
     ((rc == 64)) || fail "exit status $rc, want 64"
     expect_stderr_line "kcopy: source 'shrink.img': the source ended early at sector 49152 (it is now 49152 sectors long)"
     expect_stderr_lacks "Input/output error" "read error"
+    check "the JSON report: the source's first error range starts at sector 49152, ENODATA"
+    python3 -c 'import json, sys; e = json.load(open(sys.argv[1]))["source"]["errors"][0]
+assert (e["sector"], e["error"], e["message"]) == (49152, "ENODATA", "ended before these sectors"), e' "$STDOUT_FILE" ||
+        fail "the JSON report does not give the source's end as ENODATA at sector 49152"
 }
 
 dash_path() {
