@@ -1,5 +1,6 @@
 #include "kcopy/cli.hpp"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -17,12 +18,21 @@
 namespace kcopy {
 namespace {
 
+constexpr int max_mapfile_interval = 1'000'000'000;  // seconds: about 31 years
+
 // CLI11's usage line and positional listing, in the words of the man page.
 class Formatter : public CLI::Formatter {
  public:
   std::string make_usage(const CLI::App*, std::string) const override {
     return "Usage: kcopy [OPTIONS] SOURCE DEST [DEST...]\n"
            "       kcopy [OPTIONS] --zero DEST [DEST...]\n";
+  }
+  // Without CLI11's "{false}" after a negated flag.
+  std::string make_option_name(const CLI::Option* opt, bool is_positional) const override {
+    std::string name = CLI::Formatter::make_option_name(opt, is_positional);
+    for (std::size_t open = name.find('{'); open != std::string::npos; open = name.find('{', open))
+      name.erase(open, name.find('}', open) - open + 1);
+    return name;
   }
   std::string make_positionals(const CLI::App*) const override {
     return "\nRegions:\n"
@@ -51,6 +61,18 @@ ParsedCommandLine refusal(const std::string& message, const Options& parsed, int
     out.dry_run |= arg == "--dry-run" || arg == "-n";
   }
   return out;
+}
+
+// CLI11's refusal of arguments it cannot place, with the way out when one is
+// a path that begins with '-' (taken for an option).
+std::string unexpected_arguments(const std::vector<std::string>& extras, const std::string& what) {
+  for (const std::string& arg : extras) {
+    struct stat st {};
+    if (arg.size() < 2 || arg[0] != '-' || (arg.starts_with("--") && ::stat(arg.c_str(), &st) != 0)) continue;
+    return quote(arg) + " is not an option (see --help); to name a file that begins with '-', write ./" +
+           printable(arg) + " or put -- before the regions";
+  }
+  return what + " (see --help)";
 }
 
 }  // namespace
@@ -97,8 +119,8 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
                "go on past read and write errors: scan failed sub-jobs again down to single logical\n"
                "blocks, write unreadable blocks as zeroes, list every bad range");
   app.add_option("--io-engine", io_engine,
-                 "the I/O backend for local devices: io_uring, libaio or sync (default: the fastest\n"
-                 "that works here: io_uring, else libaio; pread/pwrite for a copy of one sub-job)")
+                 "the I/O backend for local devices: io_uring, libaio, sync, or auto (the default: the\n"
+                 "fastest that works here: io_uring, else libaio; sync for a copy of one sub-job)")
       ->type_name("ENGINE")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // the last one given counts
   app.add_flag("--buffered", opt.buffered, "do not use O_DIRECT (go through the page cache)");
@@ -127,8 +149,8 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
   app.add_option("--throttle", opt.throttle,
                  "keep the devices busy at most PERCENT of the time, over about a second\n"
                  "(dm_kcopyd_throttle; 1-100, default 100 = no throttle)")
-      ->type_name("PERCENT")
-      ->check(CLI::Range(1u, 100u));
+      ->check(CLI::Range(1u, 100u))
+      ->option_text("PERCENT");  // not CLI11's ":UINT in [1 - 100]"
   app.add_option("--max-rate", max_rate, "read at most RATE bytes per second from the source, e.g. 50M")
       ->type_name("RATE");
   CLI::Option* mapfile =
@@ -139,16 +161,20 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
           ->type_name("FILE");
   app.add_option("--mapfile-interval", opt.mapfile_interval,
                  "rewrite the mapfile at least every SECONDS while areas finish (default 30)")
-      ->type_name("SECONDS")
       ->check(CLI::Validator(
           [](std::string& text) {
             double seconds = 0;
             const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
-            const bool ok = ec == std::errc() && end == text.data() + text.size() && seconds > 0 && seconds < 1e9;
-            return ok ? std::string() : quote(text) + " is not a number of seconds above 0 (e.g. 30, 0.5)";
+            if (ec != std::errc() || end != text.data() + text.size() || !(seconds > 0))
+              return quote(text) + " is not a number of seconds above 0 (e.g. 30, 0.5)";
+            if (seconds > max_mapfile_interval)
+              return quote(text) + " is too long: at most " + std::to_string(max_mapfile_interval) +
+                     " seconds (about 31 years)";
+            return std::string();
           },
           ""))
-      ->needs(mapfile);
+      ->needs(mapfile)
+      ->option_text("SECONDS");  // not CLI11's "Needs: --mapfile" (the text says it)
   app.add_flag("-v,--verbose", verbose, "say more (repeat for more)");
   app.add_flag("-q,--quiet", quiet, "print errors only");
   app.set_version_flag("--version", std::string("kcopy ") + version);
@@ -189,6 +215,8 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
   } catch (const CLI::CallForVersion&) {
     std::cout << app.version() << "\n";
     return {};
+  } catch (const CLI::ExtrasError& e) {
+    return refusal(unexpected_arguments(app.remaining(), e.what()), opt, argc, argv);
   } catch (const CLI::ParseError& e) {
     return refusal(std::string(e.what()) + " (see --help)", opt, argc, argv);
   } catch (const Error& e) {

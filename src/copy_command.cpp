@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -71,6 +72,7 @@ void record_endpoint(RegionRecord& r, const CopyEndpoints& endpoints, std::size_
   r.written = written;
   r.exclusive = written && r.is_block && !options.force;
   r.would_create = dev && dev->would_create();
+  if (dev && dev->created_path() != dev->path()) r.symlink_target = dev->created_path();
   r.nbd_connections = f.nbd_connections;
 }
 
@@ -107,7 +109,7 @@ EngineRecord describe_engine(const ChosenBackend& chosen, const ClientConfig& co
       .io_size = config.io_size,
       .sub_jobs = sub_jobs.count(),
       .pool_pages = config.pages,
-      .in_flight = PagePool::capacity_for(config.pages, config.io_size),
+      .in_flight = std::min<std::uint64_t>(PagePool::capacity_for(config.pages, config.io_size), sub_jobs.count()),
       .descending = order.descending,
       .overlapping = order.gated,
   };
@@ -197,6 +199,13 @@ void prepare_copy(const Options& options, PreparedCopy& p, RunRecord& record) {
     throw Error(std::string(e.what()) + " (--pages sets how many)", EAGAIN);
   }
   record.engine = describe_engine(p.chosen, p.config, plan, opened, options.zero);
+  if (options.write_seq && record.engine->descending) {
+    const unsigned gated = record.engine->overlapping;  // the destinations that overlap from above
+    const EndpointInfo& d = p.endpoints[gated ? std::countr_zero(gated) + 1 : 1];
+    throw Error(d.role + " " + quote(d.path) +
+                ": overlaps the source from above, which needs descending writes; --write-seq writes in "
+                "ascending order (copy without --write-seq, or to another place)");
+  }
   if (!options.mapfile.empty()) {
     if (record.engine->overlapping)
       throw Error(
@@ -206,8 +215,8 @@ void prepare_copy(const Options& options, PreparedCopy& p, RunRecord& record) {
                                               options.mapfile_interval);
     record.mapfile = p.mapfile->record();
   }
-  spdlog::debug("I/O engine: {} ({}); up to {} requests in flight", record.engine->engine, p.chosen.reason,
-                max_requests);
+  spdlog::debug("I/O engine: {} ({}); up to {} sub-job{} in flight", record.engine->engine, p.chosen.reason,
+                record.engine->in_flight, record.engine->in_flight == 1 ? "" : "s");
 }
 
 // Runs the prepared copy on this thread (no I/O thread to start: start-up

@@ -94,7 +94,7 @@ CopyEndpoints::CopyEndpoints(std::span<const RegionArg> args, std::span<const st
                              .exclusive = !options.force,
                              .dry_run = options.dry_run};
       const Device& dev = devices_.emplace_back(open_with_hint(args[i].path, roles[i], open));
-      if (dev.created()) created.push_back(dev.path());
+      if (dev.created()) created.push_back(dev.created_path());
       if (dev.direct_refused())
         spdlog::info("{} {}: O_DIRECT is not supported there; using buffered I/O", roles[i], quote(dev.path()));
       f = {.name = dev.path(),

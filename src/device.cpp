@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -77,6 +78,24 @@ bool under_dev(const std::string& path) {
   const std::string real(dir);
   std::free(dir);
   return real == "/dev" || real.rfind("/dev/", 0) == 0;
+}
+
+// The file a dangling symlink leads to (through further links; a relative
+// target is read from the link's directory), as cp and dd create it; ""
+// when `path` is not a symlink.
+std::string symlink_target(const std::string& path) {
+  std::string at = path;
+  for (int hops = 0; hops < 40; ++hops) {  // 40: the kernel's own limit on links followed
+    struct stat st {};
+    if (::lstat(at.c_str(), &st) != 0 || !S_ISLNK(st.st_mode)) return hops ? at : "";
+    char target[PATH_MAX];
+    const ssize_t n = ::readlink(at.c_str(), target, sizeof target);
+    if (n <= 0 || static_cast<std::size_t>(n) == sizeof target) return "";
+    const std::string next(target, static_cast<std::size_t>(n));
+    const std::size_t slash = at.rfind('/');
+    at = next[0] == '/' || slash == std::string::npos ? next : at.substr(0, slash + 1) + next;
+  }
+  return "";
 }
 
 // One line of a sysfs file, or "" when there is none.
@@ -148,7 +167,10 @@ Device Device::open(const std::string& path, const std::string& role, const Open
   struct stat st {};
   const bool exists = ::stat(path.c_str(), &st) == 0;
   if (!exists && (errno != ENOENT || !options.write)) fail(errno, role, path, std::strerror(errno));
-  if (!exists && under_dev(path))
+  // A dangling symlink: its target is the file to create.
+  const std::string target = exists ? "" : symlink_target(path);
+  dev.created_path_ = target.empty() ? path : target;
+  if (!exists && under_dev(dev.created_path_))
     fail(ENOENT, role, path, "no such device (kcopy creates image files, but not under /dev)");
   if (exists && S_ISDIR(st.st_mode)) fail(EISDIR, role, path, "is a directory, not a block device or file");
   if (exists && !S_ISBLK(st.st_mode) && !S_ISREG(st.st_mode))
@@ -158,7 +180,7 @@ Device Device::open(const std::string& path, const std::string& role, const Open
   if (options.dry_run && options.write) {
     if (!exists) {
       dev.would_create_ = true;
-      dev.identity_ = identity_to_create(path, role);
+      dev.identity_ = identity_to_create(dev.created_path_, role);
       dev.medium_ = {dev.identity_, 0};
       dev.direct_ = !options.buffered;
       return dev;
@@ -176,13 +198,14 @@ Device Device::open(const std::string& path, const std::string& role, const Open
   if (options.write && is_block && options.exclusive) flags |= O_EXCL;
   const int direct = options.buffered ? 0 : O_DIRECT;
 
-  int fd = ::open(path.c_str(), flags | direct, 0666);
+  const std::string& open_path = dev.created_path_;  // path, or where a dangling symlink leads
+  int fd = ::open(open_path.c_str(), flags | direct, 0666);
   if (fd < 0 && errno == EINVAL && direct) {
     // ramfs, tmpfs before Linux 6.6 and some FUSE file systems refuse O_DIRECT:
     // go through the page cache.
     // The failed open may already have created the file.
     dev.direct_refused_ = true;
-    fd = ::open(path.c_str(), dev.created_ ? flags & ~O_EXCL : flags, 0666);
+    fd = ::open(open_path.c_str(), dev.created_ ? flags & ~O_EXCL : flags, 0666);
   } else if (fd >= 0 && direct) {
     dev.direct_ = true;
   }

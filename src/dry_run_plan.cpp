@@ -18,7 +18,7 @@ std::string range(const RegionRecord& r) {
   const std::uint64_t sector = r.sector.value_or(0), count = r.count.value_or(0);
   const std::uint64_t bytes = sectors_to_bytes(count);
   return "sectors " + std::to_string(sector) + "-" + std::to_string(sector + count - 1) + " (" + std::to_string(count) +
-         " sectors, " + std::to_string(bytes) + " bytes = " + format_bytes(bytes) + ")";
+         (count == 1 ? " sector, " : " sectors, ") + std::to_string(bytes) + " bytes = " + format_bytes(bytes) + ")";
 }
 
 // The device line: what it is, its size, its block size, how it is opened.
@@ -30,7 +30,9 @@ std::string device(const RegionRecord& r, bool is_source) {
   else if (r.is_block)
     out = "block device of " + std::to_string(bytes_to_sectors(r.size_bytes)) + " sectors";
   else if (r.would_create)
-    out = "regular file, would be created with " + std::to_string(r.grows_to.value_or(0)) + " bytes";
+    out = "regular file, would be created" +
+          (r.symlink_target.empty() ? "" : " as " + quote(r.symlink_target) + " (where the symlink leads)") + " with " +
+          std::to_string(r.grows_to.value_or(0)) + " bytes";
   else if (r.grows_to)
     out = "regular file of " + std::to_string(r.size_bytes) + " bytes, would grow to " + std::to_string(*r.grows_to) +
           " bytes";

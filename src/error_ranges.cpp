@@ -10,6 +10,7 @@ void ErrorRanges::overflow(std::uint64_t sector, std::uint64_t count) {
 }
 
 void ErrorRanges::add(std::uint64_t sector, std::uint64_t count, int error) {
+  error = error_cause(error);  // a dead server's requests fail in several ways: one cause
   if (sector >= overflow_from_) return overflow(sector, count);
   const auto next = std::upper_bound(ranges_.begin(), ranges_.end(), sector,
                                      [](std::uint64_t s, const ErrorRange& r) { return s < r.sector; });

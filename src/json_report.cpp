@@ -29,7 +29,9 @@ json error_list(const ErrorRanges& errors) {
     list.push_back({{"sector", e.sector},
                     {"count", e.count},
                     {"error", e.error == verify_mismatch ? "MISMATCH" : errno_name(e.error)},
-                    {"message", e.error == verify_mismatch ? "read back different data" : std::strerror(e.error)}});
+                    {"message", e.error == verify_mismatch ? "read back different data"
+                                : e.error == ended_early   ? "ended before these sectors"
+                                                           : std::strerror(e.error)}});
   return list;
 }
 

@@ -776,7 +776,7 @@ void KcopydClient::scan_piece_failed(Transfer& t) {
     return scan_next(t);
   }
   Job& job = *t.sub_job->job;
-  const int error = t.io.result < 0 ? static_cast<int>(-t.io.result) : EIO;
+  const int error = t.io.result < 0 ? static_cast<int>(-t.io.result) : ended_early;
   const std::uint64_t sector = bytes_to_sectors(t.offset + t.next), count = bytes_to_sectors(left + sector_size - 1);
   switch (t.kind) {
     case Transfer::Kind::read:

@@ -116,10 +116,22 @@ void MapfileCopy::start(KcopydClient& client) {
   else if (existed_ && to_copy_sectors_ == 0)
     spdlog::info("mapfile {}: only its bad areas are left ({} bytes); they are read again only with --ignore-errors",
                  quote(path_), bad_bytes);
-  else if (existed_)
-    spdlog::info("mapfile {}: {} of {} bytes already copied; copying the other {} bytes{}", quote(path_),
-                 finished_before_, range_end_ - range_begin_, sectors_to_bytes(to_copy_sectors_),
-                 bad_bytes ? " (not its bad areas: --ignore-errors reads them again)" : "");
+  else if (existed_) {
+    // Whole sectors are copied: a finished byte that shares a sector with an unfinished one is copied again.
+    const std::uint64_t range = range_end_ - range_begin_, to_copy = sectors_to_bytes(to_copy_sectors_);
+    const std::uint64_t skipped = range - std::min(range, to_copy + bad_bytes);
+    const std::string shared = finished_before_ > skipped ? " (" + std::to_string(finished_before_ - skipped) +
+                                                                " finished bytes share sectors with unfinished ones)"
+                                                          : "";
+    if (bad_bytes)
+      spdlog::info(
+          "mapfile {}: {} of {} bytes already copied{}; copying {} of the other {} bytes (not its {} bytes of bad "
+          "areas: --ignore-errors reads them again)",
+          quote(path_), skipped, range, shared, to_copy, range - skipped, bad_bytes);
+    else
+      spdlog::info("mapfile {}: {} of {} bytes already copied{}; copying the other {} bytes", quote(path_), skipped,
+                   range, shared, to_copy);
+  }
   map_.set_current_status(RescuePhase::copying);
   write_map();  // before any write: a rerun then finds the comments (and a bad FILE fails here)
   queue_next();

@@ -7,6 +7,7 @@
 #include <charconv>
 #include <functional>
 #include <limits>
+#include <numeric>
 #include <span>
 #include <vector>
 
@@ -44,6 +45,37 @@ bool is_digit(char c, int base) {
   return base == 16 && ((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'));
 }
 
+// Why a size with a fraction (`whole`.`fraction` times `unit` bytes, typed as
+// `text`) is refused, and what to write instead: the same size as a whole
+// number in a smaller unit, computed from the value typed.
+std::string fraction_hint(std::string_view text, std::string_view whole, std::string_view fraction, std::uint64_t unit,
+                          Plain plain) {
+  while (!fraction.empty() && fraction.back() == '0') fraction.remove_suffix(1);
+  std::uint64_t int_part = 0, frac_part = 0;
+  const bool parsed = std::from_chars(whole.data(), whole.data() + whole.size(), int_part).ec == std::errc() &&
+                      fraction.size() <= 18 &&
+                      std::from_chars(fraction.data(), fraction.data() + fraction.size(), frac_part).ec == std::errc();
+  std::uint64_t scale = 1;  // 10^digits
+  for (std::size_t i = 0; i < fraction.size(); ++i) scale *= 10;
+  // fraction/scale * unit is whole only if scale/g divides the fraction (g = gcd, unit a power of 2).
+  const std::uint64_t g = std::gcd(unit, scale);
+  if (parsed && frac_part % (scale / g) != 0) return "has a fraction and is not a whole number of bytes";
+  const std::uint64_t frac_bytes = parsed ? frac_part / (scale / g) * (unit / g) : 0;
+  if (!parsed || int_part > (max_u64 - frac_bytes) / unit) return "is too large (2^64 bytes or more)";
+  const std::uint64_t bytes = int_part * unit + frac_bytes;
+  std::string instead;  // "1536K", "3s or 1536"
+  for (auto s = suffixes.rbegin(); s != suffixes.rend() && instead.empty(); ++s)
+    if (s->bytes < unit && s->bytes > sector_size && s->name.size() == 1 && bytes % s->bytes == 0)
+      instead = std::to_string(bytes / s->bytes) + std::string(s->name);
+  if (instead.empty() && unit > sector_size && bytes % sector_size == 0)
+    instead = std::to_string(bytes_to_sectors(bytes)) + "s";
+  if (plain == Plain::bytes && (instead.empty() || instead.back() == 's'))
+    instead += (instead.empty() ? "" : " or ") + std::to_string(bytes);
+  if (instead.empty())
+    return "has a fraction: it is " + std::to_string(bytes) + " bytes, not a whole number of 512-byte sectors";
+  return "has a fraction; write a whole number in a smaller unit: " + instead + ", not " + printable(text);
+}
+
 // Parses `text` as a size in bytes. Returns "" on success, otherwise why `text` is
 // wrong, worded to follow "WHAT 'TEXT' ". Every accepted size fits in 64 bits as bytes,
 // so a sector count from here can always go through sectors_to_bytes.
@@ -62,14 +94,20 @@ std::string parse_size(std::string_view text, Plain plain, std::uint64_t& bytes)
   // No sign, no space: from_chars would reject them anyway, and so do we, before it.
   if (end == digits) return base == 16 ? "has no hex digits after 0x" : not_a_number;
 
-  const std::string_view suffix = text.substr(end);
-  if (suffix.size() >= 2 && suffix[0] == '.' && is_digit(suffix[1], 10))
-    return "has a fraction; write a whole number in a smaller unit (1536K, not 1.5M)";
+  std::string_view suffix = text.substr(end);
+  std::string_view fraction;  // the digits after a decimal point
+  if (base == 10 && suffix.size() >= 2 && suffix[0] == '.' && is_digit(suffix[1], 10)) {
+    std::size_t n = 1;
+    while (n < suffix.size() && is_digit(suffix[n], 10)) ++n;
+    fraction = suffix.substr(1, n - 1);
+    suffix = suffix.substr(n);
+  }
   std::uint64_t unit = 0;
   if (suffix.empty()) unit = plain == Plain::sectors ? sector_size : 1;
   for (const Suffix& s : suffixes)
     if (s.name == suffix) unit = s.bytes;
   if (unit == 0) return not_a_number;
+  if (!fraction.empty()) return fraction_hint(text, text.substr(0, end), fraction, unit, plain);
 
   std::uint64_t value = 0;
   const auto parsed = std::from_chars(text.data() + digits, text.data() + end, value, base);

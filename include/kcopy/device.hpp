@@ -124,6 +124,9 @@ class Device {
   bool direct_refused() const { return direct_refused_; }
   /// A regular-file destination that did not exist and was created by open().
   bool created() const { return created_; }
+  /// The file open() created, or a dry run would create: path(), or the file
+  /// a dangling symlink at path() leads to (created as cp and dd do).
+  const std::string& created_path() const { return created_path_; }
   /// A dry run's missing regular-file destination: nothing is open (no
   /// descriptors), the size is 0, and the identity is made up from the path
   /// (the same path gives the same identity), so that overlap is still judged.
@@ -153,6 +156,7 @@ class Device {
  private:
   std::string path_;
   std::string role_;
+  std::string created_path_;
   FileDesc direct_fd_;
   FileDesc buffered_fd_;
   std::uint64_t size_bytes_ = 0;

@@ -1,6 +1,7 @@
 #pragma once
 // The failed sector ranges of one endpoint, as a job collects them.
 
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -10,11 +11,31 @@
 
 namespace kcopy {
 
+/// The error a range records for a lost connection: the errnos that say so
+/// (ECONNRESET, ENOTCONN, ESHUTDOWN, EPIPE, ECONNABORTED, as the requests in
+/// flight to a dead NBD server fail) are one cause.
+inline constexpr int connection_lost = ENOTCONN;
+
+/// The cause `error` (positive errno) is recorded as: connection_lost for every
+/// errno of a lost connection, else `error` itself.
+constexpr int error_cause(int error) {
+  switch (error) {
+    case ECONNRESET:
+    case ENOTCONN:
+    case ESHUTDOWN:
+    case EPIPE:
+    case ECONNABORTED:
+      return connection_lost;
+    default:
+      return error;
+  }
+}
+
 /// A range of sectors that failed, on one endpoint.
 struct ErrorRange {
   std::uint64_t sector = 0;  ///< first failed sector, on that endpoint
   std::uint64_t count = 0;   ///< sectors
-  int error = 0;             ///< positive errno
+  int error = 0;             ///< positive errno (its error_cause)
   bool operator==(const ErrorRange&) const = default;
 };
 
@@ -32,7 +53,8 @@ class ErrorRanges {
   explicit ErrorRanges(std::size_t capacity) { ranges_.reserve(capacity); }
 
   /// Records `count` sectors from `sector` that failed with `error` (positive
-  /// errno), merging it with the ranges it touches that have the same error.
+  /// errno, recorded as its error_cause), merging it with the ranges it touches
+  /// that have the same cause.
   /// A sector is recorded at most once.
   KCOPY_API void add(std::uint64_t sector, std::uint64_t count, int error);
 

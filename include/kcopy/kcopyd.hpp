@@ -4,6 +4,7 @@
 
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -62,6 +63,11 @@ inline constexpr std::uint64_t sparse_granule = 4096;
 /// The `error` of a verify ErrorRange whose sectors were read back with other
 /// data than was written (a read-back that failed carries its errno instead).
 inline constexpr int verify_mismatch = 0;
+
+/// The `error` of an ErrorRange whose sectors lie past the end of the endpoint
+/// as it is now (a read of 0 bytes with bytes left: a file that shrank during
+/// the copy). ENODATA, so that the C API and the JSON report still get an errno.
+inline constexpr int ended_early = ENODATA;
 
 /// What a finished job hands to its notify function (dm_kcopyd_notify_fn's
 /// read_err and write_err, with the details a user needs).

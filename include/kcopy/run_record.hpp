@@ -29,6 +29,7 @@ struct RegionRecord {
   bool written = false;                   ///< opened for writing (a dry run: read-only, but would be)
   bool exclusive = false;                 ///< opened (a dry run: checked) with O_EXCL
   bool would_create = false;              ///< a dry run: a missing file the copy would create
+  std::string symlink_target;             ///< a dangling symlink: the file created where it leads
   std::optional<std::uint64_t> grows_to;  ///< a file the copy extends: its new size in bytes
   unsigned nbd_connections = 0;           ///< an NBD export: its connections (else 0)
 };
@@ -40,7 +41,7 @@ struct EngineRecord {
   std::uint64_t io_size = 0;     ///< bytes per sub-job
   std::uint64_t sub_jobs = 0;    ///< how many the copy is split into
   std::uint64_t pool_pages = 0;  ///< 4 KiB pages of the page pool
-  std::uint64_t in_flight = 0;   ///< pool buffers: sub-jobs in flight at most
+  std::uint64_t in_flight = 0;   ///< sub-jobs in flight at most: the pool's buffers, or the sub-jobs when fewer
   bool descending = false;       ///< memmove order: a destination overlaps the source from above
   unsigned overlapping = 0;      ///< bit d: destination d+1 overlaps the source (its writes wait for the reads)
 };

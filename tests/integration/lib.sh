@@ -553,8 +553,10 @@ restore_backing() {
 bad_range_line() {
     local what=$1 path=$2 a=$3 b=$4 kind=read
     [[ $what == source ]] || kind="write"
-    printf "kcopy: %s '%s': %s error at sectors %s-%s (%s sectors): Input/output error\n" \
-        "$what" "$path" "$kind" "$a" "$b" $((b - a + 1))
+    local n=$((b - a + 1)) unit=sectors
+    ((n == 1)) && unit=sector
+    printf "kcopy: %s '%s': %s error at sectors %s-%s (%s %s): Input/output error\n" \
+        "$what" "$path" "$kind" "$a" "$b" "$n" "$unit"
 }
 
 # model_zero EXPECTED SECTOR COUNT: zero those sectors of the model file
@@ -640,11 +642,11 @@ PY
 }
 
 # reported_ranges KIND WHAT PATH: the ranges of the last stderr's lines
-# "kcopy: WHAT 'PATH': KIND error at sectors A-B (N sectors): ...", one "A B N"
+# "kcopy: WHAT 'PATH': KIND error at sectors A-B (N sectors): ..." ("1 sector"), one "A B N"
 # per line, in the order printed.
 reported_ranges() {
     local kind=$1 what=$2 path=$3 line re
-    re="^kcopy: $what '(.*)': $kind error at sectors ([0-9]+)-([0-9]+) \(([0-9]+) sectors\): "
+    re="^kcopy: $what '(.*)': $kind error at sectors ([0-9]+)-([0-9]+) \(([0-9]+) sectors?\): "
     while IFS= read -r line || [[ -n $line ]]; do
         [[ $line =~ $re && ${BASH_REMATCH[1]} == "$path" ]] || continue
         printf '%s %s %s\n' "${BASH_REMATCH[2]}" "${BASH_REMATCH[3]}" "${BASH_REMATCH[4]}"

@@ -10,6 +10,8 @@
 #     stderr names the source with an error; each destination (a loop device,
 #     an nbdkit file export) holds the source's or its old bytes, sector by
 #     sector, and only part of the copy;
+#   - each dead area is one error line with one cause, "the server closed the
+#     connection" (not one line per errno: ECONNRESET, ENOTCONN, ESHUTDOWN);
 #   - the source's server, with --ignore-errors: exit exactly 64 within BOUND
 #     seconds; the rest of the source is reported unreadable (--json) and
 #     written as zeroes: each destination sector is the source's where no
@@ -68,6 +70,22 @@ run_and_kill() {
     ((rc == want)) || fail "exit status $rc, want $want"
 }
 
+# one_connection_line WHO: each error line about WHO in the last stderr says
+# "the server closed the connection", and no two of them are one area (ranges
+# that touch): one line per dead area, with one cause.
+one_connection_line() {
+    local who=$1 n prev_end=-2 first last
+    n=$(grep -cE "^kcopy: $who '[^']*': (read|write) error at" "$STDERR_FILE" || true)
+    ((n >= 1)) || fail "no error line about $who"
+    ! grep -E "^kcopy: $who '[^']*': (read|write) error at" "$STDERR_FILE" |
+        grep -vE "error at sectors [0-9]+-[0-9]+ \([0-9]+ sectors?\): the server closed the connection(; nothing more was written to it)?\$" ||
+        fail "an error line about $who does not say (only) 'the server closed the connection'"
+    while read -r first last; do
+        ((first > prev_end + 1)) || fail "two error lines about $who for one area (sector $prev_end, then $first)"
+        prev_end=$last
+    done < <(sed -nE "s/^kcopy: $who '[^']*': (read|write) error at sectors ([0-9]+)-([0-9]+) .*/\2 \3/p" "$STDERR_FILE" | sort -n)
+}
+
 reset_all() {
     restore_device "$dl" "$dl_orig"
     restore_file "$d2_img" "$d2_orig"
@@ -81,6 +99,7 @@ destination_killed() {
     error_line_about "destination 2" || fail "no stderr line names destination 2 with an error"
     ! error_line_about "destination 1" || fail "stderr reports an error on destination 1"
     ! error_line_about source || fail "stderr reports a source error"
+    one_connection_line "destination 2"
     expect_matches_model "destination 1 (loop)" "$dl" "$src_orig"
     local copied
     copied=$(count_copied_sectors "destination 2 (the dead export's file)" "$d2_img" 0 "$src_orig" 0 "$d2_orig" "$SECTORS")
@@ -96,6 +115,7 @@ source_killed() {
     run_and_kill 64 nsrc --max-rate "$RATE" "$u_src" "$dl" "$NBD_URI:0"
     error_line_about source || fail "no stderr line names the source with an error"
     ! error_line_about "destination [0-9]" || fail "stderr reports a destination error"
+    one_connection_line source
     local copied n=1 dev orig
     for dev in "$dl" "$d2_img"; do
         orig=$dl_orig
@@ -116,6 +136,7 @@ source_killed_ignoring() {
     expect_report 64 destinations.0.status=ok destinations.1.status=ok \
         destinations.0.sectors_written="$SECTORS" destinations.1.sectors_written="$SECTORS"
     error_line_about source || fail "no stderr line names the source with an error"
+    one_connection_line source
     check "each destination: the source's sectors, and zeroes exactly where read errors are reported"
     "$PYTHON" - "$STDOUT_FILE" "$nsrc_orig" "$dl" "$d2_img" <<'PY' || fail "the destinations are not the source with zeroes exactly at the reported errors"
 import os, sys

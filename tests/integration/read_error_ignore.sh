@@ -166,7 +166,7 @@ for s in bad:
     else:
         ranges.append([s, s])
 for a, b in ranges:
-    print(f"kcopy: source '{sys.argv[2]}': read error at sectors {a}-{b} ({b - a + 1} sectors): Input/output error")
+    print(f"kcopy: source '{sys.argv[2]}': read error at sectors {a}-{b} ({b - a + 1} sector{'' if a == b else 's'}): Input/output error")
 PY
 grep -F ' read error at ' "$STDERR_FILE" >"$SCRATCH/got.txt" || true
 echo "    $(wc -l <"$SCRATCH/want.txt") bad ranges expected (adjacent bad sectors merged), $(wc -l <"$SCRATCH/got.txt") reported"

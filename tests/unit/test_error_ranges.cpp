@@ -1,5 +1,6 @@
 // The lists of failed ranges that a user reads on stderr.
 #include <algorithm>
+#include <cerrno>
 #include <catch2/catch.hpp>
 #include <numeric>
 #include <random>
@@ -26,6 +27,13 @@ TEST_CASE("adjacent ranges with different errors stay apart") {
   r.add(0, 1, 5);
   r.add(1, 1, 28);
   REQUIRE(r.ranges().size() == 2);
+}
+
+TEST_CASE("a dead server's area, failed with ESHUTDOWN, ENOTCONN and ECONNRESET in turn, is one range with one cause") {
+  ErrorRanges r(4);
+  const int errors[] = {ESHUTDOWN, ENOTCONN, ECONNRESET, EPIPE, ECONNABORTED};
+  for (std::uint64_t i = 0; i < 9; ++i) r.add(8192 + i * 128, 128, errors[i % 5]);
+  REQUIRE(r.ranges() == std::vector<ErrorRange>{{8192, 9 * 128, kcopy::connection_lost}});
 }
 
 TEST_CASE("one bad area recorded block by block from interleaved scans is one range, even in a short list") {

@@ -257,6 +257,19 @@ TEST_CASE("a fraction is an error, never rounded") {
   REQUIRE_THROWS_WITH(src("d:0:2.5", {"d"}), Contains("COUNT '2.5' has a fraction"));
 }
 
+TEST_CASE("a fraction's hint is the size typed, written whole in a smaller unit") {
+  const std::string smaller = " has a fraction; write a whole number in a smaller unit: ";
+  REQUIRE_THROWS_WITH(parse_bytes("1.5K", "--io-size"), "--io-size '1.5K'" + smaller + "3s or 1536, not 1.5K");
+  REQUIRE_THROWS_WITH(parse_bytes("0.5K", "--io-size"), "--io-size '0.5K'" + smaller + "1s or 512, not 0.5K");
+  REQUIRE_THROWS_WITH(parse_bytes("1.5M", "--io-size"), "--io-size '1.5M'" + smaller + "1536K, not 1.5M");
+  REQUIRE_THROWS_WITH(parse_bytes("1.250G", "--io-size"), "--io-size '1.250G'" + smaller + "1280M, not 1.250G");
+  REQUIRE_THROWS_WITH(parse_bytes("1.3K", "--io-size"),
+                      "--io-size '1.3K' has a fraction and is not a whole number of bytes");
+  REQUIRE_THROWS_WITH(src("d:1.5K", {"d"}), Contains("SECTOR '1.5K'" + smaller + "3s, not 1.5K"));
+  REQUIRE_THROWS_WITH(sectors("1.5"),
+                      "SIZE '1.5' has a fraction: it is 768 bytes, not a whole number of 512-byte sectors");
+}
+
 TEST_CASE("0x with no digits is an error") {
   REQUIRE_THROWS_WITH(src("d:0x", {"d"}), Contains("SECTOR '0x' has no hex digits after 0x"));
   REQUIRE_THROWS_WITH(src("d:0xK", {"d"}), Contains("SECTOR '0xK' has no hex digits"));
