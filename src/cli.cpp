@@ -18,7 +18,20 @@
 namespace kcopy {
 namespace {
 
-constexpr int max_mapfile_interval = 1'000'000'000;  // seconds: about 31 years
+constexpr int max_seconds = 1'000'000'000;  // --mapfile-interval, --nbd-timeout: about 31 years
+
+// A number of seconds above 0, decimals allowed, at most max_seconds.
+const CLI::Validator seconds_validator(
+    [](std::string& text) {
+      double seconds = 0;
+      const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
+      if (ec != std::errc() || end != text.data() + text.size() || !(seconds > 0))
+        return quote(text) + " is not a number of seconds above 0 (e.g. 30, 0.5)";
+      if (seconds > max_seconds)
+        return quote(text) + " is too long: at most " + std::to_string(max_seconds) + " seconds (about 31 years)";
+      return std::string();
+    },
+    "");
 
 // CLI11's usage line and positional listing, in the words of the man page.
 class Formatter : public CLI::Formatter {
@@ -161,20 +174,13 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
           ->type_name("FILE");
   app.add_option("--mapfile-interval", opt.mapfile_interval,
                  "rewrite the mapfile at least every SECONDS while areas finish (default 30)")
-      ->check(CLI::Validator(
-          [](std::string& text) {
-            double seconds = 0;
-            const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
-            if (ec != std::errc() || end != text.data() + text.size() || !(seconds > 0))
-              return quote(text) + " is not a number of seconds above 0 (e.g. 30, 0.5)";
-            if (seconds > max_mapfile_interval)
-              return quote(text) + " is too long: at most " + std::to_string(max_mapfile_interval) +
-                     " seconds (about 31 years)";
-            return std::string();
-          },
-          ""))
+      ->check(seconds_validator)
       ->needs(mapfile)
       ->option_text("SECONDS");  // not CLI11's "Needs: --mapfile" (the text says it)
+  app.add_option("--nbd-timeout", opt.nbd_timeout,
+                 "an NBD request that makes no progress for SECONDS fails with ETIMEDOUT (default 30)")
+      ->check(seconds_validator)
+      ->option_text("SECONDS");
   app.add_flag("-v,--verbose", verbose, "say more (repeat for more)");
   app.add_flag("-q,--quiet", quiet, "print errors only");
   app.set_version_flag("--version", std::string("kcopy ") + version);

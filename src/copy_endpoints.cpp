@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <cmath>
 #include <limits>
 #include <memory>
 
@@ -45,7 +47,8 @@ Device open_with_hint(const std::string& path, const std::string& role, const Op
 }  // namespace
 
 CopyEndpoints::CopyEndpoints(std::span<const RegionArg> args, std::span<const std::string> roles,
-                             const Options& options, std::vector<std::string>& created) {
+                             const Options& options, std::vector<std::string>& created)
+    : nbd_timeout_seconds_(options.nbd_timeout) {
   // Group the regions: one endpoint per device (by identity) or URI (by string).
   std::vector<std::optional<DeviceIdentity>> ids;
   std::vector<std::size_t> first_region;  // of each endpoint
@@ -134,7 +137,9 @@ ChosenBackend CopyEndpoints::make_backend(IoEngine engine, std::size_t max_reque
     chosen = kcopy::make_backend(engine, std::move(fds), max_requests, copy_bytes, io_size);
   } else {
 #ifdef KCOPY_HAVE_NBD
-    auto nbd = std::make_unique<NbdBackend>(std::move(exports_), max_requests);
+    auto nbd = std::make_unique<NbdBackend>(
+        std::move(exports_), max_requests,
+        std::chrono::milliseconds(static_cast<std::int64_t>(std::ceil(nbd_timeout_seconds_ * 1000))));
     exports_.clear();
     if (fds.empty()) {
       chosen = {std::move(nbd), engine, "every endpoint is an NBD export (libnbd)"};

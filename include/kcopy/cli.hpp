@@ -36,6 +36,7 @@ struct Options {
   std::uint64_t max_rate = 0;    ///< --max-rate, bytes per second (0 = off)
   std::string mapfile;           ///< --mapfile FILE ("" = none)
   double mapfile_interval = 30;  ///< --mapfile-interval, seconds (> 0)
+  double nbd_timeout = 30;       ///< --nbd-timeout, seconds (> 0): an NBD request making no progress that long fails
 };
 
 /// Parses argv. Returns the options, or an exit status when the run ends here:

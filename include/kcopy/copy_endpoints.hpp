@@ -28,7 +28,7 @@ struct EndpointFacts {
   Medium medium;                           ///< overlap is judged on it (an NBD export is its own)
   bool growable = false;                   ///< a regular file: a destination may extend it
   bool written = false;                    ///< a destination is on it (opened for writing)
-  unsigned nbd_connections = 0;  ///< an NBD export: the connections opened (multi-conn)
+  unsigned nbd_connections = 0;            ///< an NBD export: the connections opened (multi-conn)
 };
 
 /// The devices and exports of one copy. Endpoint k (the engine's IoRegion::endpoint)
@@ -78,6 +78,7 @@ class CopyEndpoints {
   std::vector<std::size_t> nbd_;                   // per endpoint: index into exports_ (NBD ones)
   std::vector<EndpointFacts> facts_;
   std::vector<std::size_t> endpoint_of_;
+  double nbd_timeout_seconds_;  // --nbd-timeout: NbdBackend's stall timeout
 };
 
 }  // namespace kcopy

@@ -36,7 +36,7 @@ _kcopy_options() {
         done < <("$bin" --help 2>/dev/null)
         if [[ -z $_kcopy_options_cache ]]; then
             # No kcopy to ask: the options of this file's version.
-            _kcopy_options_cache=$'--pages N\n--io-size SIZE\n--ignore-errors \n--io-engine ENGINE\n--buffered \n--no-flush \n--zero \n--write-seq \n--verify \n--sparse \n--throttle PERCENT\n--max-rate RATE\n-f \n--force \n--progress \n--no-progress \n--json \n-n \n--dry-run \n-v \n--verbose \n-q \n--quiet \n--version \n-h \n--help \n'
+            _kcopy_options_cache=$'--pages N\n--io-size SIZE\n--ignore-errors \n--io-engine ENGINE\n--buffered \n--no-flush \n--zero \n--write-seq \n--verify \n--sparse \n--throttle PERCENT\n--max-rate RATE\n--mapfile FILE\n--mapfile-interval SECONDS\n--nbd-timeout SECONDS\n-f \n--force \n--progress \n--no-progress \n--json \n-n \n--dry-run \n-v \n--verbose \n-q \n--quiet \n--version \n-h \n--help \n'
         fi
         _kcopy_options_for=$bin
     fi
