@@ -81,6 +81,10 @@ int endpoint_of(kcopyd_client& kc, const kcopyd_bdev& bdev) {
   kcopy::FdEndpoint fds = dev.endpoint();
   fds.placement = {static_cast<unsigned>(medium - kc.media.begin()), dev.medium().offset};
   const int index = kc.client->add_endpoint(fds);
+  if (index == -ENOTSUP)
+    return fail(ENOTSUP, kcopy::quote(dev.path()) +
+                             " is a file on FUSE, which this client's io_uring cannot serve (it reports failed "
+                             "requests there as done): use it through a loop device (losetup)");
   if (index < 0)
     return fail(-index, "the client has used " + std::to_string(kc.endpoints.size()) + " devices, the most it can");
   kc.endpoints.push_back(

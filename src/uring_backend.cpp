@@ -217,6 +217,7 @@ int UringBackend::poll_fds(std::span<pollfd> out) {
 
 // Not a fixed file (see IoBackend::add_endpoint): its requests name the descriptors.
 int UringBackend::add_endpoint(const FdEndpoint& endpoint) {
+  if (endpoint.on_fuse) return -ENOTSUP;  // see FdEndpoint::on_fuse
   if (endpoints_.size() >= max_endpoints) return -ENFILE;
   zero_.add(endpoint);
   endpoints_.push_back({endpoint});

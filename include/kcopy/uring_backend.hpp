@@ -55,7 +55,8 @@ class UringBackend final : public IoBackend {
   /// As IoBackend says; waits in io_uring_enter, and a signal does not end the
   /// wait (as AioContext::get_events).
   std::size_t reap(std::span<IoRequest*> out, std::size_t min_completions) override;
-  /// As IoBackend says: not a fixed file, its requests name the descriptors.
+  /// As IoBackend says: not a fixed file, its requests name the descriptors;
+  /// -ENOTSUP for a FUSE file (FdEndpoint::on_fuse), which io_uring must not serve.
   int add_endpoint(const FdEndpoint& endpoint) override;
   /// fdatasync(2) of the endpoint's direct descriptor, done here synchronously
   /// (as AioBackend does): 0 or -errno.
