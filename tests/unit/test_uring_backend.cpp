@@ -296,3 +296,13 @@ TEST_CASE("io_uring fails a request the kernel cannot take while nothing is in f
   REQUIRE(WIFEXITED(status));
   REQUIRE(WEXITSTATUS(status) == 0);
 }
+
+TEST_CASE("io_uring refuses a FUSE file added later (it would report its failures as done); others are added") {
+  TempFile file(4096);
+  auto b = try_uring({}, 4);
+  if (!b) return;
+  FdEndpoint fuse = endpoint(file.direct_fd, file.direct_fd, 1);
+  fuse.on_fuse = true;
+  REQUIRE(b->add_endpoint(fuse) == -ENOTSUP);
+  REQUIRE(b->add_endpoint(endpoint(file.direct_fd, file.direct_fd, 1)) == 0);
+}
