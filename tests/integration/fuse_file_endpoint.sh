@@ -21,8 +21,6 @@ command -v jq >/dev/null || skip "jq not installed"
 
 SECTORS=65536 # 32 MiB
 
-# json EXPR: jq's compact value of EXPR in the last --json report.
-json() { jq -c "$1" "$STDOUT_FILE" || fail "the --json report cannot be read: $(head -c 300 "$STDOUT_FILE")"; }
 
 src_img=$(make_image src.img 32M)
 src_orig=$(pristine_copy "$src_img")
@@ -30,13 +28,11 @@ fsrc=$(faulty_file "$src_img" --read-error 20000:3)
 
 check "no --ignore-errors: exit 64, the report names sectors 20000+3 exactly"
 expect_status 64 "$KCOPY" --json "$fsrc" "$SCRATCH/o1.img"
-[[ $(json '[.source.errors[] | {sector, count, error}]') == '[{"sector":20000,"count":3,"error":"EIO"}]' ]] ||
-    fail "source errors: $(json '.source.errors'), want sectors 20000+3"
+expect_json '[.source.errors[] | {sector, count, error}]' '[{"sector":20000,"count":3,"error":"EIO"}]'
 
 check "--ignore-errors: exactly sectors 20000-20002 are zero, every other sector is the source's"
 expect_status 64 "$KCOPY" --json --ignore-errors "$fsrc" "$SCRATCH/o2.img"
-[[ $(json '[.source.errors[] | {sector, count, error}]') == '[{"sector":20000,"count":3,"error":"EIO"}]' ]] ||
-    fail "source errors: $(json '.source.errors'), want sectors 20000+3"
+expect_json '[.source.errors[] | {sector, count, error}]' '[{"sector":20000,"count":3,"error":"EIO"}]'
 expect_same_sectors "before the bad sectors" "$src_orig" 0 "$SCRATCH/o2.img" 0 20000
 expect_zero_sectors "the bad sectors" "$SCRATCH/o2.img" 20000 3
 expect_same_sectors "after the bad sectors" "$src_orig" 20003 "$SCRATCH/o2.img" 20003 $((SECTORS - 20003))
@@ -52,8 +48,7 @@ fdst=$(faulty_file "$d_img" --write-error 5000:8)
 
 check "a FUSE file destination refusing sectors 5000-5007: exit 1, exactly those sectors with --ignore-errors"
 expect_status 1 "$KCOPY" --json --ignore-errors "$src_img" "$fdst"
-[[ $(json '[.destinations[0].errors[] | {sector, count, error}]') == '[{"sector":5000,"count":8,"error":"EIO"}]' ]] ||
-    fail "destination errors: $(json '.destinations[0].errors'), want sectors 5000+8"
+expect_json '[.destinations[0].errors[] | {sector, count, error}]' '[{"sector":5000,"count":8,"error":"EIO"}]'
 expect_same_sectors "before the bad sectors" "$src_orig" 0 "$d_img" 0 5000
 expect_same_sectors "the bad sectors keep their old data" "$d_orig" 5000 "$d_img" 5000 8
 expect_same_sectors "after the bad sectors" "$src_orig" 5008 "$d_img" 5008 $((SECTORS - 5008))
@@ -61,9 +56,8 @@ expect_same_sectors "after the bad sectors" "$src_orig" 5008 "$d_img" 5008 $((SE
 check "without --ignore-errors: exit 1 and a range that contains sectors 5000-5007"
 cp -- "$d_orig" "$d_img"
 expect_status 1 "$KCOPY" --json "$src_img" "$fdst"
-[[ $(json '[.destinations[0].errors[] | select(.sector <= 5000 and .sector + .count >= 5008)] | length') == 1 ]] ||
-    fail "destination errors: $(json '.destinations[0].errors'), want a range over 5000-5007"
-[[ $(json '.destinations[0].status') == '"write_error"' ]] || fail "status $(json '.destinations[0].status')"
+expect_json '[.destinations[0].errors[] | select(.sector <= 5000 and .sector + .count >= 5008)] | length' 1
+expect_json '.destinations[0].status' '"write_error"'
 
 if [[ -x ${KCOPY_BUILD_ROOT:-$(dirname "$KCOPY")}/kcopy-nbd ]] && command -v nbdkit >/dev/null; then
     source "$TESTS_DIR/nbd_lib.sh"

@@ -761,3 +761,20 @@ run_case() {
     fi
     return 0
 }
+
+# --- the JSON report ------------------------------------------------------------
+
+# json EXPR (needs jq): jq's compact value of EXPR in the last stdout (the --json report).
+json() {
+    local out
+    out=$(jq -c "$1" "$STDOUT_FILE" 2>&1) || fail "the --json report cannot be read by jq ($out): $(head -c 300 "$STDOUT_FILE")"
+    printf '%s\n' "$out"
+}
+
+# expect_json EXPR WANT...: the JSON value of EXPR in the last report is WANT
+# (compared as jq prints it compactly: numbers bare, strings quoted).
+expect_json() {
+    local expr=$1 want=$2 got
+    got=$(json "$expr")
+    [[ $got == "$want" ]] || fail "--json: $expr is $got, want $want"
+}

@@ -22,8 +22,6 @@ need_faulty_disk
 
 SECTORS=49152 # 24 MiB
 
-# json EXPR: jq's compact value of EXPR in the last --json report.
-json() { jq -c "$1" "$STDOUT_FILE" || fail "the --json report cannot be read: $(head -c 300 "$STDOUT_FILE")"; }
 
 src_img=$(make_image src.img 24M)
 src_orig=$(pristine_copy "$src_img")
@@ -33,7 +31,7 @@ t=$(mount_tmpfs 8M)
 ok_img=$SCRATCH/ok.img
 map=$SCRATCH/room.map
 expect_status 1 "$KCOPY" --json --mapfile "$map" "$src_img" "$t/d.img" "$ok_img"
-[[ $(json '.destinations[0].status') == '"write_error"' ]] || fail "destination 1: $(json '.destinations[0].status')"
+expect_json '.destinations[0].status' '"write_error"'
 expect_same_sectors "destination 2" "$src_orig" 0 "$ok_img" 0 $SECTORS
 finished=$(map_bytes "$map" "+")
 ((finished < 8 * 1024 * 1024)) ||

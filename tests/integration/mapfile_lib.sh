@@ -96,23 +96,6 @@ expect_no_temp_files() {
     ((${#left[@]} == 0)) || fail "files left next to the mapfile: ${left[*]}"
 }
 
-# --- the JSON report ------------------------------------------------------------
-
-# json EXPR: jq's compact value of EXPR in the last stdout (the --json report).
-json() {
-    local out
-    out=$(jq -c "$1" "$STDOUT_FILE" 2>&1) || fail "the --json report cannot be read by jq ($out): $(head -c 300 "$STDOUT_FILE")"
-    printf '%s\n' "$out"
-}
-
-# expect_json EXPR WANT...: the JSON value of EXPR in the last report is WANT
-# (compared as jq prints it compactly: numbers bare, strings quoted).
-expect_json() {
-    local expr=$1 want=$2 got
-    got=$(json "$expr")
-    [[ $got == "$want" ]] || fail "--json: $expr is $got, want $want"
-}
-
 # expect_json_string EXPR STRING: EXPR is the JSON string STRING.
 expect_json_string() {
     expect_json "$1" "$(jq -cn --arg s "$2" '$s')"
