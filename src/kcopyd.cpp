@@ -24,25 +24,33 @@ bool overlaps(std::uint64_t a, std::uint64_t a_len, std::uint64_t b, std::uint64
   return a_len > 0 && b_len > 0 && a < b + b_len && b < a + a_len;
 }
 
-// The sub-jobs of one job in one stage, in the order they entered it: a stage
+// The sub-jobs of one job in one stage, in the order they entered it (a stage
 // is a list, as dm-kcopyd keeps its jobs, so that a completion touches only
-// the sub-jobs it concerns. Intrusive (T::prev, T::next; a T is in one list at
-// a time): moving a sub-job between stages allocates nothing.
-template <typename T>
-struct StageList {
+// the sub-jobs it concerns); and the jobs that may start sub-jobs, or must be
+// looked at after a completion. Intrusive (through the members Prev and Next;
+// an element is in one list of a kind at a time): moving an element between
+// lists allocates nothing.
+template <typename T, std::size_t L = 0>  // L: which of T's links (T::list_prev[L], T::list_next[L])
+struct IntrusiveList {
   T* head = nullptr;
   T* tail = nullptr;
   bool empty() const { return head == nullptr; }
+  bool contains(const T& t) const { return t.list_prev[L] || head == &t; }
   void push_back(T& t) {
-    t.prev = tail;
-    t.next = nullptr;
-    (tail ? tail->next : head) = &t;
+    t.list_prev[L] = tail;
+    t.list_next[L] = nullptr;
+    (tail ? tail->list_next[L] : head) = &t;
     tail = &t;
   }
   void erase(T& t) {
-    (t.prev ? t.prev->next : head) = t.next;
-    (t.next ? t.next->prev : tail) = t.prev;
-    t.prev = t.next = nullptr;
+    (t.list_prev[L] ? t.list_prev[L]->list_next[L] : head) = t.list_next[L];
+    (t.list_next[L] ? t.list_next[L]->list_prev[L] : tail) = t.list_prev[L];
+    t.list_prev[L] = t.list_next[L] = nullptr;
+  }
+  T* pop_front() {
+    T* t = head;
+    if (t) erase(*t);
+    return t;
   }
 };
 
@@ -65,9 +73,11 @@ struct KcopydClient::Job {
   unsigned live = 0;                                      // bit d: destination d is still written
   unsigned active = 0;                                    // sub-jobs started and not ended
   unsigned read_scans = 0;                                // failed reads being scanned
-  StageList<SubJob> reading{};                            // sub-jobs whose read is in flight, in the job's order
-  StageList<SubJob> held{};                               // read, waiting to write (memmove, write_seq)
+  IntrusiveList<SubJob> reading{};                        // sub-jobs whose read is in flight, in the job's order
+  IntrusiveList<SubJob> held{};                           // read, waiting to write (memmove, write_seq)
   JobResult result{};
+  std::array<Job*, 2> list_prev{}, list_next{};      // in JobLists::starting (0) and touched (1)
+  std::list<std::unique_ptr<Job>>::iterator self{};  // in active_
 
   bool ignore_errors() const { return flags & copy_ignore_errors; }
   bool write_seq() const { return flags & copy_write_seq; }
@@ -87,6 +97,17 @@ struct KcopydClient::Job {
   bool finished(bool stop_requested) const { return (all_started() || ended_early(stop_requested)) && active == 0; }
   // The sub-job at `position` in the order the job runs them.
   Extent at(std::uint64_t position) const { return plan.at(order.descending ? plan.count() - 1 - position : position); }
+};
+
+// The jobs the I/O loop looks at, so that a queued job that has not started,
+// or a running one with nothing to do, costs nothing per completion.
+struct KcopydClient::JobLists {
+  IntrusiveList<Job> starting;    // may start sub-jobs, in the order queued
+  IntrusiveList<Job, 1> touched;  // to look at: may have finished
+
+  void touch(Job& job) {
+    if (!touched.contains(job)) touched.push_back(job);
+  }
 };
 
 // One transfer of a sub-job: its read, or its write to one destination. Its
@@ -182,8 +203,7 @@ struct KcopydClient::SubJob {
   };
   Stage stage = Stage::free;
   Job* job = nullptr;
-  SubJob* prev = nullptr;  // in job->reading or job->held (StageList)
-  SubJob* next = nullptr;
+  std::array<SubJob*, 1> list_prev{}, list_next{};  // in job->reading or job->held
   std::span<std::byte> buffer;
   Extent extent;
   std::uint64_t position = 0;  // in the job's order
@@ -241,6 +261,7 @@ KcopydClient::KcopydClient(std::unique_ptr<IoBackend> backend, const ClientConfi
   if (config.throttle_percent < 100 || config.max_rate > 0)
     pacer_ = std::make_unique<Pacer>(config.throttle_percent, config.max_rate, Pacer::Clock::now());
   for (auto& sj : sub_jobs_) free_sub_jobs_.push_back(&sj);
+  lists_ = std::make_unique<JobLists>();
   unsubmitted_.reserve(max_requests(config, max_destinations));
   completions_.resize(max_requests(config, max_destinations));
   if (threaded_) io_thread_ = std::thread([this] { run(); });
@@ -371,15 +392,14 @@ void KcopydClient::run() {
   while (take_queued_jobs()) {
     start_sub_jobs();
     const bool stopping = stop_requested_.load(std::memory_order_relaxed);
-    for (auto it = active_.begin(); it != active_.end();) {
-      Job& job = **it;
-      drop_stranded_writes(job);
-      if (!job.finished(stopping)) {
-        ++it;
-        continue;
-      }
-      finish(job);
-      it = active_.erase(it);
+    if (stopping)  // every job ends now: look at each
+      for (const auto& job : active_) lists_->touch(*job);
+    while (Job* job = lists_->touched.pop_front()) {
+      drop_stranded_writes(*job);
+      if (!job->finished(stopping)) continue;
+      if (lists_->starting.contains(*job)) lists_->starting.erase(*job);
+      finish(*job);
+      active_.erase(job->self);
     }
     if (active_.empty()) continue;
     // Nothing in flight and not finished: the pacer holds the next sub-job back
@@ -393,7 +413,10 @@ void KcopydClient::run() {
     assert(n > 0);
     in_flight_ -= n;
     if (in_flight_ == 0 && pacer_) pacer_->io_idle(Pacer::Clock::now());
-    for (std::size_t i = 0; i < n; ++i) on_complete(*completions_[i]);
+    for (std::size_t i = 0; i < n; ++i) {
+      lists_->touch(*static_cast<Transfer*>(completions_[i]->owner)->sub_job->job);
+      on_complete(*completions_[i]);
+    }
   }
 }
 
@@ -403,15 +426,22 @@ void KcopydClient::run() {
 // pacer (later jobs then wait too: nobody overtakes it) or none has more to
 // start.
 void KcopydClient::start_sub_jobs() {
+  const bool stopping = stop_requested_.load(std::memory_order_relaxed);
   for (bool started = true; started;) {
     started = false;
-    for (auto& job : active_) {
+    for (Job* job = lists_->starting.head; job;) {
+      Job* next = job->list_next[0];
       const Start s = start_sub_job(*job);
       if (s == Start::starved) {
         started = false;
         break;
       }
+      if (s == Start::none && (job->all_started() || job->ended_early(stopping))) {
+        lists_->starting.erase(*job);  // for good: it only waits for its sub-jobs now
+        lists_->touch(*job);
+      }
       started |= s == Start::started;
+      job = next;
     }
   }
 }
@@ -423,15 +453,25 @@ void KcopydClient::start_sub_jobs() {
 // flight is taken after a later completion.
 bool KcopydClient::take_queued_jobs() {
   std::unique_lock lock(mutex_, std::defer_lock);
+  const auto take = [this] {
+    const bool none = active_.empty();
+    const auto last = none ? active_.end() : std::prev(active_.end());  // where the new jobs begin after
+    active_.splice(active_.end(), queued_jobs_);
+    for (auto it = none ? active_.begin() : std::next(last); it != active_.end(); ++it) {
+      (*it)->self = it;
+      lists_->starting.push_back(**it);
+      lists_->touch(**it);
+    }
+  };
   if (!active_.empty()) {
     // Jobs are running: never wait for a thread that is queueing more (the
     // loop would idle while the devices drain); take them next time round.
-    if (lock.try_lock()) active_.splice(active_.end(), queued_jobs_);
+    if (lock.try_lock() && !queued_jobs_.empty()) take();
     return true;
   }
   lock.lock();
   if (threaded_) queued_.wait(lock, [this] { return closing_ || !queued_jobs_.empty(); });
-  active_.splice(active_.end(), queued_jobs_);
+  take();
   return !active_.empty();
 }
 
@@ -538,7 +578,7 @@ void KcopydClient::release_held_writes(Job& job) {
   for (bool started = true; started;) {
     started = false;
     for (SubJob* sj = job.held.head; sj;) {
-      SubJob* next = sj->next;  // start_writes takes sj out of the list
+      SubJob* next = sj->list_next[0];  // start_writes takes sj out of the list
       if (may_write(*sj)) {
         start_writes(*sj);
         started = job.write_seq();

@@ -227,6 +227,7 @@ class KcopydClient {
 
  private:
   struct Job;
+  struct JobLists;
   struct SubJob;
   struct Transfer;
 
@@ -274,6 +275,7 @@ class KcopydClient {
   std::span<std::byte> zero_buffer_;     // that buffer (aligned, io_size bytes of zeroes; set under mutex_)
 
   std::list<std::unique_ptr<Job>> active_;  // running, in the order queued (I/O loop only)
+  std::unique_ptr<JobLists> lists_;         // which of them to look at (I/O loop only)
 
   std::mutex mutex_;  // guards what follows up to closing_
   std::condition_variable queued_;
