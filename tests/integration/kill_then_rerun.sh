@@ -3,7 +3,9 @@
 # script that kills and restarts a copy needs no sleep. The rerun's O_EXCL
 # open of the destination must not find it "in use": whatever the killed
 # kcopy held (descriptors, io_uring rings, libaio contexts, I/O in flight)
-# must no longer hold the device once the killed process has been reaped.
+# must not make it refuse the device once the killed process has been reaped
+# (the kernel may still end the killed copy's I/O in flight a moment later,
+# holding the claim until then: the rerun waits for that, briefly).
 # Eight times: each kill lands in a copy in full flight (the destination and
 # the I/O method set up), each rerun must exit 0 with an exact copy.
 set -euo pipefail
