@@ -278,8 +278,7 @@ int run_copy(const Options& options, PreparedCopy& p, StopSignals& signals, Stde
 
 }  // namespace
 
-int run_copy_command(const Options& options, StderrSink& sink, RunRecord& record) {
-  StopSignals signals(options.verbosity < 0);
+int run_copy_command(const Options& options, StopSignals& signals, StderrSink& sink, RunRecord& record) {
   record.dry_run = options.dry_run;
   record.zeroing = options.zero;
   PreparedCopy prepared;

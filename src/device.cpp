@@ -10,12 +10,15 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
+#include <sstream>
 
 #include "kcopy/error.hpp"
 #include "kcopy/quote.hpp"
@@ -151,6 +154,56 @@ DeviceIdentity identity_to_create(const std::string& path, const std::string& ro
   return {false, st.st_dev, static_cast<ino_t>(std::hash<std::string>{}(resolved) | (ino_t{1} << 63))};
 }
 
+// Whether block device `rdev` is held by something a wait would not end: a
+// mount, a kernel holder (md, dm, bcache) or swap.
+bool held_for_good(dev_t rdev) {
+  const std::string number = std::to_string(major(rdev)) + ":" + std::to_string(minor(rdev));
+  std::ifstream mounts("/proc/self/mountinfo");
+  for (std::string line; std::getline(mounts, line);) {
+    // "ID PARENT MAJ:MIN ROOT POINT OPTIONS... - TYPE SOURCE SUPER-OPTIONS"
+    std::istringstream fields(line);
+    std::string id, parent, dev, word;
+    fields >> id >> parent >> dev;
+    if (dev == number) return true;
+    while (fields >> word && word != "-") {
+    }
+    std::string type, source;
+    struct stat st {};
+    if (fields >> type >> source && source.starts_with('/') && ::stat(source.c_str(), &st) == 0 &&
+        S_ISBLK(st.st_mode) && st.st_rdev == rdev)
+      return true;
+  }
+  std::error_code ec;
+  if (!std::filesystem::is_empty("/sys/dev/block/" + number + "/holders", ec) && !ec) return true;
+  std::ifstream swaps("/proc/swaps");
+  for (std::string line; std::getline(swaps, line);) {
+    struct stat st {};
+    const std::string name = line.substr(0, line.find_first_of(" \t"));
+    if (name.starts_with('/') && ::stat(name.c_str(), &st) == 0 && S_ISBLK(st.st_mode) && st.st_rdev == rdev)
+      return true;
+  }
+  return false;
+}
+
+// open(2) of `path`; with O_EXCL on block device `rdev`, an EBUSY is tried
+// again for up to claim_wait while nothing holds the device for good: a kcopy
+// killed a moment ago (kill -KILL, then the same copy at once) keeps its claim
+// until the kernel has ended the I/O it had in flight (io_uring, unlike libaio,
+// does not wait for it at exit). A mount or a kernel holder is refused at once.
+int open_claiming(const std::string& path, int flags, bool is_block, dev_t rdev) {
+  constexpr auto claim_wait = std::chrono::seconds(1);
+  const auto deadline = std::chrono::steady_clock::now() + claim_wait;
+  for (;;) {
+    const int fd = ::open(path.c_str(), flags, 0666);
+    if (fd >= 0 || errno != EBUSY || !is_block || !(flags & O_EXCL)) return fd;
+    if (std::chrono::steady_clock::now() >= deadline || held_for_good(rdev)) {
+      errno = EBUSY;
+      return -1;
+    }
+    ::usleep(2000);
+  }
+}
+
 }  // namespace
 
 std::optional<DeviceIdentity> Device::identify(const std::string& path) {
@@ -199,13 +252,13 @@ Device Device::open(const std::string& path, const std::string& role, const Open
   const int direct = options.buffered ? 0 : O_DIRECT;
 
   const std::string& open_path = dev.created_path_;  // path, or where a dangling symlink leads
-  int fd = ::open(open_path.c_str(), flags | direct, 0666);
+  int fd = open_claiming(open_path, flags | direct, is_block, st.st_rdev);
   if (fd < 0 && errno == EINVAL && direct) {
     // ramfs, tmpfs before Linux 6.6 and some FUSE file systems refuse O_DIRECT:
     // go through the page cache.
     // The failed open may already have created the file.
     dev.direct_refused_ = true;
-    fd = ::open(open_path.c_str(), dev.created_ ? flags & ~O_EXCL : flags, 0666);
+    fd = open_claiming(open_path, dev.created_ ? flags & ~O_EXCL : flags, is_block, st.st_rdev);
   } else if (fd >= 0 && direct) {
     dev.direct_ = true;
   }

@@ -12,6 +12,7 @@
 #include "kcopy/process_setup.hpp"
 #include "kcopy/run_record.hpp"
 #include "kcopy/stderr_sink.hpp"
+#include "kcopy/stop_signals.hpp"
 
 namespace {
 
@@ -25,8 +26,13 @@ void print_json(const kcopy::RunRecord& record) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Until the handlers are in place, a signal waits instead of killing kcopy
+  // (a script may send SIGUSR1 right after starting it); kcopy-nbd, executed
+  // next for NBD copies, starts with them blocked too.
+  kcopy::block_stop_signals();
   kcopy::exec_nbd_program_if_needed(argc, argv);  // NBD copies run in kcopy-nbd
   if (!kcopy::prepare_process()) return 128;
+  kcopy::StopSignals signals(/*quiet=*/false);  // handles what came meanwhile
   const kcopy::ParsedCommandLine cli = kcopy::parse_command_line(argc, argv);
   if (!cli.options) {
     if (cli.json) {
@@ -39,11 +45,12 @@ int main(int argc, char** argv) {
     return cli.exit_status;
   }
   const kcopy::Options& options = *cli.options;
+  signals.set_quiet(options.verbosity < 0);
   const auto sink = kcopy::install_stderr_logger(options.verbosity);
 
   kcopy::RunRecord record;
   try {
-    record.exit_status = kcopy::run_copy_command(options, *sink, record);
+    record.exit_status = kcopy::run_copy_command(options, signals, *sink, record);
   } catch (const kcopy::Error& e) {
     spdlog::error("{}", e.what());
     record.error = e.what();

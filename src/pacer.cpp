@@ -41,30 +41,41 @@ Pacer::Duration Pacer::throttle_wait() const {
   return Duration{(over + throttle_percent_ - 1) / throttle_percent_};
 }
 
-Pacer::Duration Pacer::rate_wait(Clock::time_point now) const {
-  if (max_rate_ == 0 || paid_until_ <= now) return Duration{0};
-  return std::chrono::duration_cast<Duration>(paid_until_ - now);
+Pacer::Duration Pacer::cost(std::uint64_t bytes) const {
+  const double seconds = static_cast<double>(bytes) / static_cast<double>(max_rate_);
+  return Duration{std::llround(seconds * 1e9)};
 }
 
-bool Pacer::may_start(Clock::time_point now) {
+Pacer::Clock::time_point Pacer::paid_from(Duration cost, Clock::time_point now) const {
+  return std::max(paid_until_, now - std::max(rate_credit, cost));
+}
+
+Pacer::Duration Pacer::rate_wait(std::uint64_t bytes, Clock::time_point now) const {
+  if (max_rate_ == 0) return Duration{0};
+  const Duration c = cost(bytes);
+  const Clock::time_point paid = paid_from(c, now) + c;
+  return paid <= now ? Duration{0} : std::chrono::duration_cast<Duration>(paid - now);
+}
+
+bool Pacer::may_start(std::uint64_t read_bytes, Clock::time_point now) {
   account(now);
-  if (throttle_wait() > Duration{0} || rate_wait(now) > Duration{0}) return false;
+  if (throttle_wait() > Duration{0} || rate_wait(read_bytes, now) > Duration{0}) {
+    held_bytes_ = read_bytes;
+    return false;
+  }
   decay();
   return true;
 }
 
 Pacer::Duration Pacer::sleep_for(Clock::time_point now) {
   account(now);
-  return std::min(std::max(throttle_wait(), rate_wait(now)), max_sleep);
+  return std::min(std::max(throttle_wait(), rate_wait(held_bytes_, now)), max_sleep);
 }
 
 void Pacer::started_reads(std::uint64_t bytes, Clock::time_point now) {
   if (max_rate_ == 0) return;
-  // Paying starts now at the earliest: idle time earns no credit beyond the
-  // one sub-job that may start at once.
-  const double seconds = static_cast<double>(bytes) / static_cast<double>(max_rate_);
-  const auto cost = Duration{std::llround(seconds * 1e9)};
-  paid_until_ = std::max(paid_until_, now) + cost;
+  const Duration c = cost(bytes);
+  paid_until_ = paid_from(c, now) + c;
 }
 
 void Pacer::io_busy(Clock::time_point now) {

@@ -1,5 +1,6 @@
 #include "kcopy/stop_signals.hpp"
 
+#include <pthread.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -80,25 +81,43 @@ void on_signal(int sig) {
   errno = saved_errno;
 }
 
+sigset_t handled_set() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : handled) sigaddset(&set, sig);
+  return set;
+}
+
 }  // namespace
+
+void block_stop_signals() {
+  const sigset_t set = handled_set();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
 
 StopSignals::StopSignals(bool be_quiet) {
   static_assert(std::atomic<int>::is_always_lock_free && std::atomic<KcopydClient*>::is_always_lock_free &&
                 std::atomic<std::uint64_t>::is_always_lock_free && std::atomic<std::size_t>::is_always_lock_free);
   quiet = be_quiet;
+  const sigset_t set = handled_set();
   struct sigaction sa {};
   sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  for (int sig : handled) sigaddset(&sa.sa_mask, sig);  // one handler at a time
-  sa.sa_flags = 0;                                      // no SA_RESTART: a blocking wait returns EINTR and looks again
+  sa.sa_mask = set;  // one handler at a time
+  sa.sa_flags = 0;   // no SA_RESTART: a blocking wait returns EINTR and looks again
   for (std::size_t i = 0; i < std::size(handled); ++i) sigaction(handled[i], &sa, &old_[i]);
+  // Signals that came while block_stop_signals() held them are handled here.
+  pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
 }
 
 StopSignals::~StopSignals() {
+  const sigset_t set = handled_set();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
   detach();
   route_lines(nullptr, -1);
   for (std::size_t i = 0; i < std::size(handled); ++i) sigaction(handled[i], &old_[i], nullptr);
 }
+
+void StopSignals::set_quiet(bool be_quiet) { quiet = be_quiet; }
 
 void StopSignals::attach(KcopydClient& c, std::uint64_t total_sectors) {
   total = total_sectors;

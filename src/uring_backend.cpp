@@ -37,29 +37,7 @@ UringBackend::UringBackend(std::vector<FdEndpoint> endpoints, std::size_t max_re
       pending_(std::max<std::size_t>(max_requests, 1)) {
   completed_.reserve(pending_.size());
   endpoints_.reserve(std::max(endpoints.size(), max_endpoints));  // add_endpoint never moves one
-  for (const FdEndpoint& ep : endpoints) endpoints_.push_back({ep});
-  register_files();
-}
-
-// Registers each distinct open descriptor once (direct and buffered may be the
-// same) and records its index in every endpoint that uses it. A refusal leaves
-// every slot at -1: the requests then name the descriptors themselves.
-void UringBackend::register_files() {
-  std::vector<int> fds;
-  auto slot_of = [&fds](int fd) {
-    if (fd < 0 || ::fcntl(fd, F_GETFD) < 0) return -1;  // not open: the request fails with EBADF
-    const auto it = std::find(fds.begin(), fds.end(), fd);
-    if (it != fds.end()) return static_cast<int>(it - fds.begin());
-    fds.push_back(fd);
-    return static_cast<int>(fds.size() - 1);
-  };
-  for (Endpoint& ep : endpoints_) {
-    ep.direct_slot = slot_of(ep.fds.direct_fd);
-    ep.buffered_slot = slot_of(ep.fds.buffered_fd);
-  }
-  fixed_files_ = !fds.empty() && ring_.register_files(fds);
-  if (!fixed_files_)
-    for (Endpoint& ep : endpoints_) ep.direct_slot = ep.buffered_slot = -1;
+  for (const FdEndpoint& ep : endpoints) endpoints_.push_back(ep);
 }
 
 void UringBackend::register_buffers(std::span<std::byte> memory) {
@@ -85,10 +63,7 @@ int UringBackend::fixed_buffer_of(std::span<const std::byte> buffer) const {
 }
 
 void UringBackend::prepare(io_uring_sqe* sqe, IoRequest* req) {
-  const Endpoint& ep = endpoints_[req->endpoint];
-  const int fd = ep.fds.fd_for(req->offset, req->buffer);
-  const int slot = fd == ep.fds.direct_fd ? ep.direct_slot : ep.buffered_slot;
-  const int file = slot >= 0 ? slot : fd;
+  const int file = endpoints_[req->endpoint].fd_for(req->offset, req->buffer);
   const auto len = static_cast<unsigned>(std::min(req->buffer.size(), max_transfer));
   const int buf = fixed_buffer_of(req->buffer.first(len));
   switch (req->op) {
@@ -107,7 +82,6 @@ void UringBackend::prepare(io_uring_sqe* sqe, IoRequest* req) {
         io_uring_prep_write(sqe, file, req->buffer.data(), len, req->offset);
       break;
   }
-  if (slot >= 0) io_uring_sqe_set_flags(sqe, IOSQE_FIXED_FILE);
   io_uring_sqe_set_data(sqe, req);
 }
 
@@ -215,15 +189,14 @@ int UringBackend::poll_fds(std::span<pollfd> out) {
   return 1;
 }
 
-// Not a fixed file (see IoBackend::add_endpoint): its requests name the descriptors.
 int UringBackend::add_endpoint(const FdEndpoint& endpoint) {
   if (endpoint.on_fuse) return -ENOTSUP;  // see FdEndpoint::on_fuse
   if (endpoints_.size() >= max_endpoints) return -ENFILE;
   zero_.add(endpoint);
-  endpoints_.push_back({endpoint});
+  endpoints_.push_back(endpoint);
   return static_cast<int>(endpoints_.size() - 1);
 }
 
-int UringBackend::flush(unsigned endpoint) { return ::fdatasync(endpoints_[endpoint].fds.direct_fd) == 0 ? 0 : -errno; }
+int UringBackend::flush(unsigned endpoint) { return ::fdatasync(endpoints_[endpoint].direct_fd) == 0 ? 0 : -errno; }
 
 }  // namespace kcopy

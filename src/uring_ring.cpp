@@ -57,15 +57,10 @@ UringRing::UringRing(unsigned sq_entries, unsigned cq_entries) {
 UringRing::UringRing(UringRing&& other) noexcept
     : ring_(other.ring_),  // the struct only points at the kernel's mappings: copying moves them
       live_(std::exchange(other.live_, false)),
-      files_(other.files_),
       buffers_(other.buffers_) {}
 
 UringRing::~UringRing() {
   if (!live_) return;
-  // Registered files are released by the ring's teardown, which the kernel
-  // finishes later in a worker: unregister them here so that the last close of
-  // each file (and of an O_EXCL block device's claim) happens before we return.
-  if (files_) io_uring_unregister_files(&ring_);
   io_uring_queue_exit(&ring_);
 }
 
@@ -82,12 +77,6 @@ int UringRing::wait(unsigned nr) {
     const int rc = io_uring_wait_cqe_nr(&ring_, &cqe, nr);
     if (rc != -EINTR) return rc;
   }
-}
-
-bool UringRing::register_files(std::span<const int> fds) {
-  if (files_) io_uring_unregister_files(&ring_);
-  files_ = io_uring_register_files(&ring_, fds.data(), static_cast<unsigned>(fds.size())) == 0;
-  return files_;
 }
 
 bool UringRing::register_buffers(std::span<const iovec> iovecs) {

@@ -4,6 +4,7 @@
 #include "kcopy/cli.hpp"
 #include "kcopy/run_record.hpp"
 #include "kcopy/stderr_sink.hpp"
+#include "kcopy/stop_signals.hpp"
 
 namespace kcopy {
 
@@ -16,6 +17,7 @@ namespace kcopy {
 /// --dry-run, stops before anything is written (devices opened read-only,
 /// nothing created) and prints the plan on stdout (unless --json), returning 0.
 /// Fills in `record` as it goes, also when it throws, for the JSON report.
-int run_copy_command(const Options& options, StderrSink& sink, RunRecord& record);
+/// `signals` (installed by main) stop the copy and print status lines.
+int run_copy_command(const Options& options, StopSignals& signals, StderrSink& sink, RunRecord& record);
 
 }  // namespace kcopy

@@ -98,7 +98,10 @@ class Device {
   /// sets `direct_refused()` so the caller can print a one-line notice.
   /// Throws kcopy::Error naming `role` and `path`: missing, a directory, a
   /// character device or other non-block non-regular file, permission denied,
-  /// read-only, in use (EBUSY, with a hint about --force). With
+  /// read-only, in use (EBUSY, with a hint about --force; a block device that
+  /// is neither mounted nor held by the kernel is tried again for up to a
+  /// second first: a process killed a moment ago holds its O_EXCL claim until
+  /// the kernel has ended its I/O in flight). With
   /// options.dry_run, the same errors with the same messages, and nothing
   /// opened for writing or created (see OpenOptions::dry_run).
   KCOPY_API static Device open(const std::string& path, const std::string& role, const OpenOptions& options);

@@ -16,8 +16,10 @@ std::vector<std::string> nbd_program_paths();
 
 /// When an argument is an NBD URI (is_nbd_uri) and this program has no NBD
 /// support, replaces this process with kcopy-nbd and the same arguments (the
-/// same PID, signals and descriptors). Call first in main, before any signal
-/// or descriptor is set up. Returns when there is nothing to do, or when no
+/// same PID, signals and descriptors). Call first in main, after
+/// block_stop_signals() (the blocked mask survives the exec: kcopy-nbd unblocks
+/// the signals once its own handlers are in place) and before any handler or
+/// descriptor is set up. Returns when there is nothing to do, or when no
 /// kcopy-nbd could be executed (the copy then fails at setup, saying so).
 void exec_nbd_program_if_needed(int argc, char** argv);
 

@@ -27,27 +27,32 @@ namespace kcopy {
 ///   Idle time before the copy counts, but the halving caps the credit it
 ///   gives at about PERCENT% of a second of busy time.
 /// - max rate RATE (bytes of source reads started per second; 0 = off): a
-///   token bucket holding at most one sub-job (the generic cell rate
-///   algorithm): a sub-job may start once the bytes started before it have
-///   been paid for at RATE; the bytes it starts are charged when it starts. So
-///   over any interval T at most RATE * T bytes plus one sub-job are started:
-///   N sub-jobs of B bytes take (N - 1) * B / RATE plus the last one's I/O.
-///   dm-kcopyd has no such limit.
+///   token bucket (the generic cell rate algorithm) paid in advance: a sub-job
+///   may start once the bytes started before it and its own have been paid
+///   for at RATE since the copy began. So N sub-jobs of B bytes take N * B /
+///   RATE (a copy of one sub-job too), whatever B is. Time the engine lets go
+///   by without starting what it could (a wake-up that comes late, a wait for
+///   a completion, a device slower than RATE) is credited, up to rate_credit
+///   or one sub-job's time if longer: the sub-jobs it held back then start at
+///   once, in a burst, and the average holds. So over any interval T at most
+///   RATE * T bytes are started, plus RATE * rate_credit or one sub-job,
+///   whichever is more (idle time before the copy counts too, as far). dm-kcopyd
+///   has no such limit.
 ///
 /// How the engine calls it (one thread; `now` from Clock::now(), never
 /// decreasing from call to call):
 ///
-///     before starting a sub-job:  if (!pacer.may_start(now)) stop starting;
-///                                 else start it and pacer.started_reads(bytes, now)
+///     before starting a sub-job:  if (!pacer.may_start(read_bytes, now)) stop starting;
+///                                 else start it and pacer.started_reads(read_bytes, now)
 ///     first request in flight:    pacer.io_busy(now)
 ///     last request completed:     pacer.io_idle(now)
 ///     nothing in flight, and the next sub-job may not start:
-///                                 sleep pacer.sleep_for(now), then ask again
+///                                 sleep until now + pacer.sleep_for(now) (exactly:
+///                                 not a fixed tick), then ask again
 ///
 /// While requests are in flight and may_start() says no, the engine just waits
 /// for completions (a busy share only grows while busy; a start the rate allows
-/// meanwhile waits for the next completion, or the caller may wait at most
-/// sleep_for(now) for one if its backend can).
+/// meanwhile waits for the next completion, and is credited as above).
 class Pacer {
  public:
   using Clock = std::chrono::steady_clock;
@@ -55,6 +60,8 @@ class Pacer {
 
   /// The longest sleep_for() ever asks: signals and progress stay responsive.
   static constexpr Duration max_sleep = std::chrono::milliseconds(100);
+  /// The most time the rate credits for starts the engine made late (see above).
+  static constexpr Duration rate_credit = std::chrono::milliseconds(50);
   /// The throttle's window: busy and total time are halved as the total
   /// reaches it (dm-kcopyd: 1 << ACCOUNT_INTERVAL_SHIFT jiffies, 1.024 s at HZ=1000).
   static constexpr Duration throttle_window = std::chrono::milliseconds(1024);
@@ -68,20 +75,21 @@ class Pacer {
   /// sleep_for() always 0: the engine may skip every call.
   bool limited() const { return throttle_percent_ < 100 || max_rate_ > 0; }
 
-  /// Whether a sub-job may start at `now`: the busy share is within the
-  /// throttle, and the rate has paid for every byte started so far.
-  /// (dm-kcopyd's io_job_start, without its sleep.)
-  bool may_start(Clock::time_point now);
+  /// Whether a sub-job that reads `read_bytes` from the source (0: it reads
+  /// nothing, e.g. a zeroing one) may start at `now`: the busy share is within
+  /// the throttle, and the rate has paid for every byte started so far and for
+  /// these. (dm-kcopyd's io_job_start, without its sleep.) A refusal
+  /// remembers `read_bytes` for sleep_for().
+  bool may_start(std::uint64_t read_bytes, Clock::time_point now);
 
-  /// How long, from `now`, until may_start() will say yes if the devices stay
-  /// idle meanwhile: 0 when it says yes now, otherwise at most max_sleep (ask
-  /// again after sleeping). Meant for when nothing is in flight; called while
-  /// busy it is a lower bound.
+  /// How long, from `now`, until may_start() will say yes to the sub-job it
+  /// last refused, if the devices stay idle meanwhile: 0 when it would say yes
+  /// now, otherwise at most max_sleep (ask again after sleeping). Meant for
+  /// when nothing is in flight; called while busy it is a lower bound.
   Duration sleep_for(Clock::time_point now);
 
   /// The engine started `bytes` bytes of source reads at `now` (a sub-job's
-  /// read; also reads it starts again, such as the pieces of a failed read):
-  /// charged to the rate.
+  /// read, just after may_start(bytes, now) said yes): charged to the rate.
   void started_reads(std::uint64_t bytes, Clock::time_point now);
 
   /// The first request went in flight at `now` (the devices become busy), and
@@ -104,8 +112,13 @@ class Pacer {
   void decay();
   // Idle time the throttle needs before the busy share is within the limit.
   Duration throttle_wait() const;
-  // Time until the rate has paid for every byte started.
-  Duration rate_wait(Clock::time_point now) const;
+  // Time until the rate has paid for every byte started and `bytes` more.
+  Duration rate_wait(std::uint64_t bytes, Clock::time_point now) const;
+  // What `bytes` cost at the rate.
+  Duration cost(std::uint64_t bytes) const;
+  // paid_until_, moved forward so that the credit for time gone by is at most
+  // rate_credit, or `cost` if longer.
+  Clock::time_point paid_from(Duration cost, Clock::time_point now) const;
 
   unsigned throttle_percent_;
   std::uint64_t max_rate_;  // bytes per second
@@ -116,8 +129,10 @@ class Pacer {
   Clock::time_point last_;
   bool in_flight_ = false;
   // The rate: when the bytes started so far are paid for (the "theoretical
-  // arrival time" of the generic cell rate algorithm).
+  // arrival time" of the generic cell rate algorithm), and the bytes of the
+  // sub-job last refused.
   Clock::time_point paid_until_;
+  std::uint64_t held_bytes_ = 0;
 };
 
 }  // namespace kcopy

@@ -3,7 +3,7 @@
 
 namespace kcopy {
 
-/// Call first thing in main(), before anything is opened:
+/// Call early in main() (after block_stop_signals), before anything is opened:
 /// - file descriptors 0, 1 and 2 are made valid (on /dev/null where closed), so
 ///   that no device or file kcopy opens can become stdin, stdout or stderr and
 ///   receive its messages (`kcopy ... 2>&-`);

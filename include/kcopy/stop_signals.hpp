@@ -33,8 +33,21 @@ class SignalLineQueue {
   std::atomic<std::size_t> tail_{0};  // next to push
 };
 
+/// Blocks SIGINT, SIGTERM, SIGHUP and SIGUSR1 on the calling thread until a
+/// StopSignals is constructed. Call first in main: until the handlers are in
+/// place, these signals wait (pending) instead of killing the process. The
+/// mask is inherited by the threads started meanwhile and kept across execve
+/// (kcopy execs kcopy-nbd), so the program executed is covered from its first
+/// instruction, and unblocks them when it constructs its own StopSignals.
+void block_stop_signals();
+
 /// Installs handlers for SIGINT, SIGTERM, SIGHUP and SIGUSR1 for its lifetime
-/// (one instance at a time).
+/// (one instance at a time), then unblocks them on the calling thread (see
+/// block_stop_signals): a signal that came while they were blocked is handled
+/// there and then. Make it on the main thread, before any other thread starts
+/// (threads inherit the mask), and keep it until the program exits: the
+/// destructor blocks the signals again before it restores the old handlers, so
+/// that one coming at exit stays pending instead of killing a finished copy.
 ///
 /// SIGINT, SIGTERM, SIGHUP (a dropped SSH session): asks the attached client to
 /// stop (KcopydClient::stop, async-signal-safe) and writes one notice line to
@@ -55,6 +68,9 @@ class StopSignals {
   ~StopSignals();
   StopSignals(const StopSignals&) = delete;
   StopSignals& operator=(const StopSignals&) = delete;
+
+  /// Whether stop notices are written (-q: not); status lines always are.
+  void set_quiet(bool quiet);
 
   /// From now on signals stop `client` (which must outlive this attachment),
   /// and SIGUSR1 reports its progress out of `total_sectors`.

@@ -1,10 +1,13 @@
 #pragma once
 // The io_uring backend: asynchronous O_DIRECT (or page-cache) I/O on opened
-// devices through one io_uring, with the endpoints' descriptors registered as
-// fixed files and the page pool as fixed buffers (fio's engines/io_uring.c: the
-// backend owns only kernel state; the engine owns requests). Preferred to
-// libaio where the kernel allows it: tearing a ring down does not wait for an
-// RCU grace period as io_destroy does (about 30 ms at exit).
+// devices through one io_uring, with the page pool registered as fixed buffers
+// (fio's engines/io_uring.c: the backend owns only kernel state; the engine owns
+// requests). Preferred to libaio where the kernel allows it: tearing a ring down
+// does not wait for an RCU grace period as io_destroy does (about 30 ms at exit).
+// The descriptors are not registered as fixed files: after a SIGKILL the ring's
+// registered files live on until the kernel's asynchronous teardown ends (tens
+// to hundreds of ms), keeping a destination's O_EXCL claim, so that a rerun at
+// once found it "in use"; and they bought no measurable speed.
 
 #include <sys/uio.h>
 
@@ -26,9 +29,8 @@ class UringBackend final : public IoBackend {
   /// Sets up a ring for `max_requests` requests in flight: min(max_requests
   /// rounded up to a power of two, 4096) SQEs and a CQ for all of them; more
   /// than fit in the SQ ring wait inside the backend and are submitted as room
-  /// is made. Registers the endpoints' descriptors (each distinct one once) as
-  /// fixed files, or uses them as they are if that is refused. Everything
-  /// submit() and reap() need is allocated here.
+  /// is made. Requests name the endpoints' descriptors (no fixed files: see
+  /// above). Everything submit() and reap() need is allocated here.
   /// Throws kcopy::Error "cannot set up io_uring: <why>" when the kernel has no
   /// io_uring, forbids it (io_uring_disabled, seccomp) or is out of memory:
   /// the caller can fall back to AioBackend and show the message.
@@ -55,19 +57,19 @@ class UringBackend final : public IoBackend {
   /// As IoBackend says; waits in io_uring_enter, and a signal does not end the
   /// wait (as AioContext::get_events).
   std::size_t reap(std::span<IoRequest*> out, std::size_t min_completions) override;
-  /// As IoBackend says: not a fixed file, its requests name the descriptors;
-  /// -ENOTSUP for a FUSE file (FdEndpoint::on_fuse), which io_uring must not serve.
+  /// As IoBackend says; -ENOTSUP for a FUSE file (FdEndpoint::on_fuse), which
+  /// io_uring must not serve.
   int add_endpoint(const FdEndpoint& endpoint) override;
   /// fdatasync(2) of the endpoint's direct descriptor, done here synchronously
   /// (as AioBackend does): 0 or -errno.
   int flush(unsigned endpoint) override;
-  std::uint32_t alignment(unsigned endpoint) const override { return endpoints_[endpoint].fds.alignment; }
-  Placement placement(unsigned endpoint) const override { return endpoints_[endpoint].fds.placement; }
+  std::uint32_t alignment(unsigned endpoint) const override { return endpoints_[endpoint].alignment; }
+  Placement placement(unsigned endpoint) const override { return endpoints_[endpoint].placement; }
   int drop_cache(unsigned endpoint, std::uint64_t offset, std::uint64_t length) override {
-    return endpoints_[endpoint].fds.drop_cache(offset, length);
+    return endpoints_[endpoint].drop_cache(offset, length);
   }
   std::uint64_t next_data(unsigned endpoint, std::uint64_t offset) override {
-    return endpoints_[endpoint].fds.next_data(offset);
+    return endpoints_[endpoint].next_data(offset);
   }
 
   /// One descriptor: an eventfd (made and registered with the ring by the
@@ -77,31 +79,22 @@ class UringBackend final : public IoBackend {
   std::size_t poll_fd_count() const override { return 1; }
   int poll_fds(std::span<pollfd> out) override;
 
-  /// Whether the descriptors are registered as fixed files, and the memory
-  /// given to register_buffers() as fixed buffers (for diagnostics and tests).
-  bool fixed_files() const { return fixed_files_; }
+  /// Whether the memory given to register_buffers() is registered as fixed
+  /// buffers (for diagnostics and tests).
   bool fixed_buffers() const { return !fixed_buffers_.empty(); }
   /// How many SQEs the ring has.
   unsigned sq_entries() const { return ring_.sq_entries(); }
 
  private:
-  struct Endpoint {
-    FdEndpoint fds;
-    int direct_slot = -1;    // fixed-file index of fds.direct_fd, or -1: use the fd
-    int buffered_slot = -1;  // same for fds.buffered_fd
-  };
-
-  void register_files();
   void submit_pending();
   void prepare(io_uring_sqe* sqe, IoRequest* req);
   int fixed_buffer_of(std::span<const std::byte> buffer) const;
   void refuse_unsubmitted(int err);
 
-  std::vector<Endpoint> endpoints_;
+  std::vector<FdEndpoint> endpoints_;
   ZeroOffload zero_;
   UringRing ring_;
-  std::size_t max_in_kernel_;  // at most the CQ size: completions never overflow it
-  bool fixed_files_ = false;
+  std::size_t max_in_kernel_;         // at most the CQ size: completions never overflow it
   std::vector<iovec> fixed_buffers_;  // registered pieces of the page pool, 1 GiB each but the last
 
   // Requests accepted by submit(): a FIFO of pending_count_ from pending_head_

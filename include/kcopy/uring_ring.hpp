@@ -10,7 +10,7 @@
 namespace kcopy {
 
 /// Owns a struct io_uring: its submission (SQ) and completion (CQ) rings, and
-/// the files and buffers registered with it. Used from one thread at a time.
+/// the buffers registered with it. Used from one thread at a time.
 class UringRing {
  public:
   /// Sets up a ring of `sq_entries` SQEs and at least `cq_entries` CQEs (the
@@ -54,8 +54,6 @@ class UringRing {
     io_uring_smp_store_release(sq.ktail, head);
   }
 
-  /// Registers `fds` as fixed files (index i is fds[i]): true on success.
-  bool register_files(std::span<const int> fds);
   /// Registers `iovecs` as fixed buffers (index i is iovecs[i], each at most
   /// 1 GiB): true on success. Pins the memory (RLIMIT_MEMLOCK without
   /// CAP_IPC_LOCK); the memory must stay mapped while requests use it.
@@ -68,7 +66,6 @@ class UringRing {
  private:
   io_uring ring_{};
   bool live_ = false;
-  bool files_ = false;
   bool buffers_ = false;
 };
 
