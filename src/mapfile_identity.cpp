@@ -143,10 +143,10 @@ std::vector<std::string> mapfile_identity_names(const std::string& mapfile, std:
     const std::optional<IdentityLine> mine = i < names.size() ? parse_identity(ours) : std::nullopt;
     bool same = line && mine && line->role == mine->role && line->sector == mine->sector &&
                 line->count == mine->count && printable(line->path) == line->path;
-    if (same && i < regions.size()) {
-      same = is_nbd_uri(line->path) || is_nbd_uri(names[i])
-                 ? canonical_nbd_uri(line->path) == canonical_nbd_uri(names[i])
-                 : names_file(line->path, regions[i]);
+    if (same) {
+      same = i < regions.size() && (is_nbd_uri(line->path) || is_nbd_uri(names[i])
+                                        ? canonical_nbd_uri(line->path) == canonical_nbd_uri(names[i])
+                                        : names_file(line->path, regions[i]));
     }
     if (same) {
       names[i] = line->path;  // the map's own spelling: its comments stay as they are
