@@ -52,7 +52,7 @@ TEST_CASE("the identity comments are read from the head of a mapfile only") {
   CHECK_THROWS_WITH(kcopy::read_mapfile_identity(dir.path.string()), Catch::Contains("not a regular file"));
 }
 
-TEST_CASE("a second lock on one mapfile is refused, under any spelling; the lock file goes with the lock") {
+TEST_CASE("a second lock on one mapfile is refused under any spelling and the lock file goes with the lock") {
   const TempDir dir;
   const std::string map = dir / "m.map";
   {
