@@ -216,11 +216,15 @@ ParsedCommandLine parse_command_line(int argc, char** argv) {
       throw Error("--io-size '" + io_size + "' is larger than the page pool (--pages " + std::to_string(opt.pages) +
                   " = " + std::to_string(opt.pages * page_size) + " bytes)");
   } catch (const CLI::CallForHelp&) {
-    std::cout << app.help();
-    return {};
+    ParsedCommandLine out;
+    out.output = app.help();
+    out.output_name = "the help";
+    return out;
   } catch (const CLI::CallForVersion&) {
-    std::cout << app.version() << "\n";
-    return {};
+    ParsedCommandLine out;
+    out.output = app.version() + "\n";
+    out.output_name = "the version";
+    return out;
   } catch (const CLI::ExtrasError& e) {
     return refusal(unexpected_arguments(app.remaining(), e.what()), opt, argc, argv);
   } catch (const CLI::ParseError& e) {

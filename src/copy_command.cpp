@@ -21,13 +21,17 @@
 #include "kcopy/io_engine.hpp"
 #include "kcopy/kcopyd.hpp"
 #include "kcopy/mapfile_copy.hpp"
+#include "kcopy/mapfile_identity.hpp"
+#include "kcopy/mapfile_lock.hpp"
 #include "kcopy/nbd_uri.hpp"
 #include "kcopy/overlap.hpp"
+#include "kcopy/own_files.hpp"
 #include "kcopy/page_pool.hpp"
 #include "kcopy/progress.hpp"
 #include "kcopy/quote.hpp"
 #include "kcopy/region.hpp"
 #include "kcopy/report.hpp"
+#include "kcopy/standard_output.hpp"
 #include "kcopy/stop_signals.hpp"
 #include "kcopy/sub_job_plan.hpp"
 
@@ -115,10 +119,27 @@ EngineRecord describe_engine(const ChosenBackend& chosen, const ClientConfig& co
   };
 }
 
+// The files the regions are on, for the checks of own_files.hpp (region i of `record`).
+std::vector<RegionFile> region_files(const CopyEndpoints& opened, const RunRecord& record) {
+  std::vector<RegionFile> files;
+  for (std::size_t i = 0; i < record.regions.size(); ++i) {
+    RegionFile& f = files.emplace_back(RegionFile{record.regions[i].role, *record.regions[i].path, {}, {}, {}});
+    const Device* dev = opened.device(opened.endpoint_of(i));
+    if (dev && dev->would_create()) {
+      f.create = dev->path();
+    } else if (dev) {
+      f.id = dev->identity();
+      f.medium = dev->medium().id;
+    }
+  }
+  return files;
+}
+
 // Everything a copy needs once setup has passed every check. `undo` comes
 // first, so that it runs last: after the devices are closed.
 struct PreparedCopy {
   SetupUndo undo;
+  MapfileLock mapfile_lock;  // --mapfile: held until the end of the run
   std::unique_ptr<CopyEndpoints> opened;
   std::vector<EndpointInfo> endpoints;  // of the regions (0 = source)
   CopyPlan plan;                        // endpoints are indexes into opened's endpoints
@@ -157,8 +178,12 @@ void prepare_copy(const Options& options, PreparedCopy& p, RunRecord& record) {
     record.regions[i].count = arg.count;
   }
 
+  if (!options.mapfile.empty()) p.mapfile_lock = MapfileLock::acquire(options.mapfile, options.dry_run);
   p.opened = std::make_unique<CopyEndpoints>(args, roles, options, p.undo.created);
   const CopyEndpoints& opened = *p.opened;
+  const std::vector<RegionFile> files = region_files(opened, record);
+  refuse_standard_streams_as_regions(files);
+  if (!options.mapfile.empty()) refuse_mapfile_as_region(options.mapfile, files);
   const std::size_t first_dest = options.zero ? 0 : 1;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::size_t k = opened.endpoint_of(i);
@@ -211,7 +236,12 @@ void prepare_copy(const Options& options, PreparedCopy& p, RunRecord& record) {
       throw Error(
           "--mapfile: a destination overlaps the source, and such a copy cannot be resumed (it changes its "
           "own source); copy without --mapfile, or to another place");
-    p.mapfile = std::make_unique<MapfileCopy>(options.mapfile, plan, p.endpoints, copy_flags(options), options.force,
+    // Named as the map names them where they are the same files: its comments stay as they are.
+    std::vector<EndpointInfo> named = p.endpoints;
+    const std::vector<std::string> names = mapfile_identity_names(
+        options.mapfile, read_mapfile_identity(options.mapfile), p.endpoints, plan, files, options.force);
+    for (std::size_t i = 0; i < named.size(); ++i) named[i].path = names[i];
+    p.mapfile = std::make_unique<MapfileCopy>(options.mapfile, plan, named, copy_flags(options), options.force,
                                               options.mapfile_interval);
     record.mapfile = p.mapfile->record();
   }
@@ -285,7 +315,7 @@ int run_copy_command(const Options& options, StopSignals& signals, StderrSink& s
   prepare_copy(options, prepared, record);
   if (options.dry_run) {
     // Everything the copy would check has been checked: print the plan, write nothing.
-    if (!options.json) std::cout << dry_run_plan(record) << std::flush;
+    if (!options.json) write_standard_output(dry_run_plan(record), "the plan");  // its status stays 0
     return 0;
   }
   return run_copy(options, prepared, signals, sink, record);

@@ -1,7 +1,6 @@
 // kcopy: copy a sector range to up to six destinations; see kcopy(1).
 #include <spdlog/spdlog.h>
 
-#include <cstdio>
 #include <exception>
 
 #include "kcopy/cli.hpp"
@@ -11,16 +10,16 @@
 #include "kcopy/nbd_program.hpp"
 #include "kcopy/process_setup.hpp"
 #include "kcopy/run_record.hpp"
+#include "kcopy/standard_output.hpp"
 #include "kcopy/stderr_sink.hpp"
 #include "kcopy/stop_signals.hpp"
 
 namespace {
 
-// --json: the report on stdout (a failed write, e.g. a closed pipe, loses it).
+// --json: the report on stdout. One that cannot be written is said on stderr; the exit
+// status stays that of the run.
 void print_json(const kcopy::RunRecord& record) {
-  const std::string text = kcopy::json_report(record);
-  std::fwrite(text.data(), 1, text.size(), stdout);
-  std::fflush(stdout);
+  kcopy::write_standard_output(kcopy::json_report(record), "the report");
 }
 
 }  // namespace
@@ -42,6 +41,8 @@ int main(int argc, char** argv) {
       record.exit_status = cli.exit_status;
       print_json(record);
     }
+    // --help, --version: their text is all they do, so a lost one fails (1, as coreutils).
+    if (!cli.output.empty() && !kcopy::write_standard_output(cli.output, cli.output_name)) return 1;
     return cli.exit_status;
   }
   const kcopy::Options& options = *cli.options;

@@ -40,14 +40,16 @@ struct Options {
 };
 
 /// Parses argv. Returns the options, or an exit status when the run ends here:
-/// 0 after printing --help or --version, 128 after printing one line
+/// 0 with the text of --help or --version to print (`output`), 128 after printing one line
 /// "kcopy: <what is wrong>" on stderr. Never throws.
 struct ParsedCommandLine {
   std::optional<Options> options;
   int exit_status = 0;
-  std::string error;     ///< with exit status 128: what is wrong (the line, without "kcopy: ")
-  bool json = false;     ///< with exit status 128: --json was given (parsed, or among the arguments before "--")
-  bool dry_run = false;  ///< with exit status 128: -n/--dry-run was given (the same way)
+  std::string error;        ///< with exit status 128: what is wrong (the line, without "kcopy: ")
+  bool json = false;        ///< with exit status 128: --json was given (parsed, or among the arguments before "--")
+  bool dry_run = false;     ///< with exit status 128: -n/--dry-run was given (the same way)
+  std::string output;       ///< --help, --version: the text for standard output (write_standard_output)
+  std::string output_name;  ///< what it is, for a message: "the help", "the version"
 };
 ParsedCommandLine parse_command_line(int argc, char** argv);
 
