@@ -27,9 +27,9 @@ bool overlaps(std::uint64_t a, std::uint64_t a_len, std::uint64_t b, std::uint64
 // The sub-jobs of one job in one stage, in the order they entered it (a stage
 // is a list, as dm-kcopyd keeps its jobs, so that a completion touches only
 // the sub-jobs it concerns); and the jobs that may start sub-jobs, or must be
-// looked at after a completion. Intrusive (through the members Prev and Next;
-// an element is in one list of a kind at a time): moving an element between
-// lists allocates nothing.
+// looked at after a completion. Intrusive (an element's links are its own
+// list_prev[L] and list_next[L]; it is in one list of kind L at a time):
+// moving an element between lists allocates nothing.
 template <typename T, std::size_t L = 0>  // L: which of T's links (T::list_prev[L], T::list_next[L])
 struct IntrusiveList {
   T* head = nullptr;
