@@ -2,9 +2,7 @@
 
 #include "kcopy/mapfile_identity.hpp"
 
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -72,39 +70,11 @@ std::string comment_of(std::size_t i, std::string_view name, const CopyPlan& pla
 }  // namespace
 
 std::vector<std::string> read_mapfile_identity(const std::string& path) {
-  const auto fail = [&](const std::string& what) { return Error("cannot read mapfile " + quote(path) + ": " + what); };
   std::vector<std::string> comments;
-  const FileDesc fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) {
-    if (errno == ENOENT) return comments;
-    throw fail(std::strerror(errno));
-  }
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) throw fail(std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) throw fail("not a regular file");
-  std::string text;
-  char buf[4096];
-  for (;;) {  // the lines before the status line: a few hundred bytes
-    std::size_t line_end;
-    while ((line_end = text.find('\n')) != std::string::npos) {
-      std::string_view line = std::string_view(text).substr(0, line_end);
-      const std::size_t first = line.find_first_not_of(" \t\r\v\f");
-      if (first != std::string_view::npos && line[first] != '#') return comments;  // the status line
-      if (first != std::string_view::npos) {
-        line.remove_prefix(first + 1);
-        if (line.starts_with(' ')) line.remove_prefix(1);
-        while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.remove_suffix(1);
-        if (is_mapfile_identity_comment(line)) comments.emplace_back(line);
-      }
-      text.erase(0, line_end + 1);
-    }
-    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw fail(std::strerror(errno));
-    if (n == 0) return comments;
-    if (text.size() > (1u << 20)) return comments;  // a line this long is no comment of ours
-    text.append(buf, static_cast<std::size_t>(n));
-  }
+  if (const std::optional<std::string> text = read_mapfile_text(path))
+    for (std::string& c : parse_mapfile(*text, path).comments)
+      if (is_mapfile_identity_comment(c)) comments.push_back(std::move(c));
+  return comments;
 }
 
 std::string canonical_nbd_uri(std::string_view uri) {

@@ -15,10 +15,10 @@
 
 namespace kcopy {
 
-/// The identity comments at the head of the mapfile at `path` (the comment lines before its
-/// status line that is_mapfile_identity_comment() takes, in the form ParsedMapfile::comments
-/// has them); empty when there is no such file or it has none (a map of ddrescue's). Reads
-/// only up to the status line. Throws kcopy::Error as read_mapfile_text() does.
+/// The identity comments of the mapfile at `path` (those is_mapfile_identity_comment() takes,
+/// as ParsedMapfile::comments has them); empty when there is no such file or it has none (a
+/// map of ddrescue's). Throws kcopy::Error as read_mapfile_text() and parse_mapfile() do (a
+/// corrupt map is refused here, with its line number).
 std::vector<std::string> read_mapfile_identity(const std::string& path);
 
 /// An NBD URI (already redacted, as the comments hold it) in a form in which two spellings of

@@ -36,7 +36,7 @@ TEST_CASE("two spellings of one NBD export have one canonical form") {
   CHECK(canonical_nbd_uri("nbd+unix:///disk?socket=/tmp/S.sock") == "nbd+unix:///disk?socket=/tmp/S.sock");
 }
 
-TEST_CASE("the identity comments are read from the head of a mapfile only") {
+TEST_CASE("the identity comments of a mapfile are those its parser gives, wherever they stand") {
   const TempDir dir;
   std::ofstream(dir / "map") << "# Mapfile. Created by kcopy version 0.1.0\n"
                                 "# kcopy source: s.img:0:8\n"
@@ -45,9 +45,11 @@ TEST_CASE("the identity comments are read from the head of a mapfile only") {
                                 "0x0 ? 1\n"
                                 "# kcopy destination 2: late.img:0:8\n"
                                 "0x0 0x1000 ?\n";
-  // As parse_mapfile takes them: indented, trailing blanks dropped; none after the status line.
-  CHECK(kcopy::read_mapfile_identity(dir / "map") ==
-        std::vector<std::string>{"kcopy source: s.img:0:8", "kcopy destination 1: d.img:0:8"});
+  // As parse_mapfile takes them (and MapfileCopy compares them): indented, trailing blanks
+  // dropped, the user's own comment left out; one after the status line counts too.
+  CHECK(kcopy::read_mapfile_identity(dir / "map") == std::vector<std::string>{"kcopy source: s.img:0:8",
+                                                                              "kcopy destination 1: d.img:0:8",
+                                                                              "kcopy destination 2: late.img:0:8"});
   CHECK(kcopy::read_mapfile_identity(dir / "none").empty());
   CHECK_THROWS_WITH(kcopy::read_mapfile_identity(dir.path.string()), Catch::Contains("not a regular file"));
 }
